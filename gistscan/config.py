@@ -1,0 +1,112 @@
+"""What to search for and how: built once at the edge (CLI, server), validated, then frozen."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import regex
+
+from gistscan.errors import UsageError
+
+DEFAULT_API_URL = "https://api.github.com"
+MAX_PATTERN_LENGTH = 1000
+
+# A GitHub login: 1-39 characters, letters, digits and single hyphens, not at either end.
+_LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}")
+
+
+def check_username(username: str) -> str:
+    """Return `username` when it is a valid GitHub login, else raise `UsageError`."""
+    if not isinstance(username, str) or not _LOGIN.fullmatch(username):
+        raise UsageError(
+            f"invalid GitHub user name {username!r}: 1-39 letters, digits and single inner hyphens",
+            field="username",
+        )
+    return username
+
+
+def compile_pattern(
+    pattern: str,
+    *,
+    ignore_case: bool = False,
+    fixed_strings: bool = False,
+    max_length: int = MAX_PATTERN_LENGTH,
+) -> regex.Pattern[str]:
+    """Compile a user pattern as SPEC §2 says (VERSION0, MULTILINE), or raise `UsageError`."""
+    if not isinstance(pattern, str) or not pattern:
+        raise UsageError("the pattern is empty", field="pattern")
+    if len(pattern) > max_length:
+        raise UsageError(
+            f"the pattern is {len(pattern)} characters long; the limit is {max_length}",
+            field="pattern",
+        )
+    flags = regex.VERSION0 | regex.MULTILINE | (regex.IGNORECASE if ignore_case else 0)
+    source = regex.escape(pattern) if fixed_strings else pattern
+    try:
+        return regex.compile(source, flags)
+    except (regex.error, ValueError, OverflowError, RecursionError) as exc:
+        raise UsageError(f"the pattern does not compile: {exc}", field="pattern") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One search: whose gists, and what to look for."""
+
+    username: str
+    pattern: str
+    ignore_case: bool = False
+    fixed_strings: bool = False
+    max_matches: int | None = None
+
+    def compile(self) -> regex.Pattern[str]:
+        """The compiled pattern; raises `UsageError` for a bad one."""
+        return compile_pattern(
+            self.pattern, ignore_case=self.ignore_case, fixed_strings=self.fixed_strings
+        )
+
+    def validate(self) -> regex.Pattern[str]:
+        """Check every field before any request; return the compiled pattern."""
+        check_username(self.username)
+        if self.max_matches is not None and self.max_matches < 1:
+            raise UsageError("max matches must be a positive integer", field="max_matches")
+        return self.compile()
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How a scan runs. Every stage takes what it needs from here as keyword arguments.
+
+    Timeouts say their scope: `regex_timeout` is the matching time budget of one file
+    (CPU seconds, summed over its chunks); `request_timeout` bounds one HTTP request
+    (connect and each read); `deadline` bounds one whole search (wall seconds). `None`
+    disables each.
+    """
+
+    api_url: str = DEFAULT_API_URL
+    token: str | None = None
+    concurrency: int = 8
+    chunk_size: int = 64 * 1024
+    max_carry: int = 1024 * 1024
+    regex_timeout: float | None = 2.0
+    request_timeout: float | None = 30.0
+    deadline: float | None = None
+    retries: int = 3
+    backoff: float = 0.5
+    per_page: int = 100
+    user_agent: str = "gistscan/0.1 (+https://github.com/gistscan/gistscan)"
+
+    def __post_init__(self) -> None:
+        for name in ("concurrency", "chunk_size", "max_carry", "per_page"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name.replace('_', ' ')} must be a positive integer")
+        if self.per_page > 100:
+            raise UsageError("per page is at most 100")
+        if self.retries < 0:
+            raise UsageError("retries must not be negative")
+        for name in ("regex_timeout", "request_timeout", "deadline"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise UsageError(f"{name.replace('_', ' ')} must be a positive number of seconds")
+        if not self.api_url.startswith(("http://", "https://")):
+            raise UsageError(f"the API URL must start with http:// or https://: {self.api_url!r}")

@@ -1,0 +1,68 @@
+"""The records a scan yields (SPEC §3) and their NDJSON encoding."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One match: where it starts (1-based line and column) and the text of its line."""
+
+    gist_id: str
+    filename: str
+    line_number: int
+    column: int
+    line: str
+    match: str
+    html_url: str
+    raw_url: str
+
+    type = "match"
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """Something went wrong with one file, or (both ids None) with the whole listing."""
+
+    gist_id: str | None
+    filename: str | None
+    code: str
+    message: str
+
+    type = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """The last record of every scan."""
+
+    username: str
+    pattern: str
+    gists: int
+    files: int
+    skipped: int
+    bytes: int
+    matches: int
+    errors: int
+    complete: bool
+    elapsed_ms: int
+
+    type = "summary"
+
+
+Record = Match | Error | Summary
+
+
+def to_dict(record: Record, *, with_type: bool = True) -> dict[str, Any]:
+    """The record as a JSON-ready dict, `type` first (left out when `with_type` is false)."""
+    fields = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+    return {"type": record.type, **fields} if with_type else fields
+
+
+def encode(record: Record) -> bytes:
+    """One NDJSON line: UTF-8 JSON, `\\n`-terminated."""
+    return json.dumps(to_dict(record), ensure_ascii=False).encode() + b"\n"
