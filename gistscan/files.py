@@ -1,0 +1,156 @@
+"""Stages three and four: each file's bytes in chunks, through the scanner, at most N at once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Literal
+
+import regex
+
+from gistscan.errors import FetchError
+from gistscan.github import GitHub
+from gistscan.listing import GistFile
+from gistscan.records import Error, Match
+from gistscan.scanner import FileScanner, Hit, ScanTimeout
+
+
+@dataclass(frozen=True, slots=True)
+class FileDone:
+    """A file's last event: `scanned` to its end, `skipped` as binary, or `failed`."""
+
+    file: GistFile
+    outcome: Literal["scanned", "skipped", "failed"]
+
+
+FileEvent = Match | Error | FileDone
+
+
+def _match(file: GistFile, hit: Hit) -> Match:
+    return Match(
+        gist_id=file.gist_id,
+        filename=file.filename,
+        line_number=hit.line_number,
+        column=hit.column,
+        line=hit.line,
+        match=hit.text,
+        html_url=file.html_url,
+        raw_url=file.raw_url,
+    )
+
+
+async def scan_file(
+    chunks: AsyncIterator[bytes],
+    file: GistFile,
+    pattern: regex.Pattern[str],
+    *,
+    max_carry: int,
+    regex_timeout: float | None,
+    executor: Executor | None,
+) -> AsyncIterator[FileEvent]:
+    """Scan one file's chunks; yield its matches in file order, then one `FileDone`.
+
+    Matching runs in `executor` (a worker thread: `regex` releases the GIL on str), so a
+    catastrophic pattern never stalls the event loop; the file's regex budget bounds it.
+    A download failure or a spent budget yields an `error` record: matches already
+    yielded stand. Cancellation closes the download (a chunk being matched finishes in its
+    thread, bounded by the chunk size and the budget).
+    """
+    loop = asyncio.get_running_loop()
+    scanner = FileScanner(pattern, max_carry=max_carry, timeout=regex_timeout)
+
+    async def run(step: Callable[[], list[Hit]]) -> list[Hit]:
+        return await loop.run_in_executor(executor, step)
+
+    try:
+        async with aclosing(chunks):
+            async for chunk in chunks:
+                for hit in await run(lambda c=chunk: scanner.feed(c)):  # type: ignore[misc]
+                    yield _match(file, hit)
+        for hit in await run(scanner.close):
+            yield _match(file, hit)
+    except FetchError as exc:
+        yield Error(file.gist_id, file.filename, exc.code, exc.message)
+        yield FileDone(file, "failed")
+        return
+    except ScanTimeout as exc:
+        yield Error(file.gist_id, file.filename, "regex_timeout", str(exc))
+        yield FileDone(file, "failed")
+        return
+    if scanner.binary:
+        yield FileDone(file, "skipped")
+        return
+    if scanner.overflowed:
+        yield Error(
+            file.gist_id,
+            file.filename,
+            "carry_overflow",
+            f"the pattern needed more than max_carry={max_carry} characters of context;"
+            " matches in this file may be incomplete",
+        )
+    yield FileDone(file, "scanned")
+
+
+async def scan_files(
+    files: AsyncIterator[GistFile],
+    scan: Callable[[GistFile], AsyncIterator[FileEvent]],
+    *,
+    concurrency: int,
+) -> AsyncIterator[FileEvent]:
+    """Run `scan` on each file, at most `concurrency` at once; yield events as they come.
+
+    Files are taken from upstream only when a slot is free, so listing overlaps downloads
+    without racing ahead. An exception from `files` (a failing listing) is raised here
+    after the files already started have finished. Closing this generator cancels every
+    scan in flight and closes upstream.
+    """
+    events: asyncio.Queue[FileEvent | _Stop] = asyncio.Queue(maxsize=4 * concurrency)
+    slots = asyncio.Semaphore(concurrency)
+    running: set[asyncio.Task[None]] = set()
+
+    async def run_one(file: GistFile) -> None:
+        try:
+            async with aclosing(scan(file)) as stream:
+                async for event in stream:
+                    await events.put(event)
+        finally:
+            slots.release()
+
+    async def feed() -> None:
+        failure: BaseException | None = None
+        try:
+            async with aclosing(files):
+                async for file in files:
+                    await slots.acquire()
+                    task = asyncio.create_task(run_one(file))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+        except Exception as exc:
+            failure = exc
+        # A scan that crashed must end the stream too, or the consumer would wait forever.
+        for result in await asyncio.gather(*running, return_exceptions=True):
+            if isinstance(result, Exception) and failure is None:
+                failure = result
+        await events.put(_Stop(failure))
+
+    feeder = asyncio.create_task(feed())
+    try:
+        while True:
+            event = await events.get()
+            if isinstance(event, _Stop):
+                if event.failure is not None:
+                    raise event.failure
+                return
+            yield event
+    finally:
+        for task in (feeder, *running):
+            task.cancel()
+        await asyncio.gather(feeder, *running, return_exceptions=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Stop:
+    failure: BaseException | None

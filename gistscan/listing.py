@@ -1,0 +1,91 @@
+"""Stages one and two: a user's list pages, followed by their Link URLs, and the gists on them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any
+
+from gistscan.errors import ListingError
+from gistscan.github import GitHub, Page
+
+
+@dataclass(frozen=True, slots=True)
+class GistFile:
+    """One file of a gist, as the listing gives it (`raw_url` is used exactly as given)."""
+
+    gist_id: str
+    filename: str
+    raw_url: str
+    size: int
+    html_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Gist:
+    """One gist: its files, and whether GitHub left files out of the listing (over 300)."""
+
+    id: str
+    html_url: str
+    git_pull_url: str | None
+    truncated: bool
+    files: tuple[GistFile, ...]
+
+
+async def pages(
+    github: GitHub, username: str, *, per_page: int = 100, first: Page | None = None
+) -> AsyncIterator[Page]:
+    """Yield the user's list pages in order, following `rel="next"` exactly as given.
+
+    `first`, when the caller already fetched page one (the server does, to answer with a
+    real status before streaming), is yielded without asking again. Raises `ListingError`.
+    """
+    page = first or await github.get_page(github.user_gists_url(username, per_page))
+    seen = {page.url}
+    yield page
+    while page.next_url is not None:
+        if page.next_url in seen:  # a Link loop would never end
+            raise ListingError("invalid_response", f"GitHub's Link header loops to {page.next_url}")
+        seen.add(page.next_url)
+        page = await github.get_page(page.next_url)
+        yield page
+
+
+async def gists(pages: AsyncIterator[Page]) -> AsyncIterator[Gist]:
+    """Yield the gists of each page as soon as the page arrives. Raises `ListingError`."""
+    async with aclosing(pages):
+        async for page in pages:
+            for item in page.items:
+                yield _gist(item)
+
+
+def _gist(item: dict[str, Any]) -> Gist:
+    gist_id = item.get("id")
+    files = item.get("files")
+    if not isinstance(gist_id, str) or not isinstance(files, dict):
+        raise ListingError("invalid_response", "a gist in GitHub's list has no id or files")
+    html_url = item.get("html_url")
+    html_url = html_url if isinstance(html_url, str) else f"https://gist.github.com/{gist_id}"
+    out = []
+    for name, entry in files.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("raw_url"), str):
+            raise ListingError("invalid_response", f"file {name!r} of gist {gist_id} has no raw_url")
+        size = entry.get("size")
+        out.append(
+            GistFile(
+                gist_id=gist_id,
+                filename=str(entry.get("filename") or name),
+                raw_url=entry["raw_url"],
+                size=size if isinstance(size, int) else 0,
+                html_url=html_url,
+            )
+        )
+    pull = item.get("git_pull_url")
+    return Gist(
+        id=gist_id,
+        html_url=html_url,
+        git_pull_url=pull if isinstance(pull, str) else None,
+        truncated=item.get("truncated") is True,
+        files=tuple(out),
+    )
