@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import Executor
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -12,7 +12,6 @@ from typing import Literal
 import regex
 
 from gistscan.errors import FetchError
-from gistscan.github import GitHub
 from gistscan.listing import GistFile
 from gistscan.records import Error, Match
 from gistscan.scanner import FileScanner, Hit, ScanTimeout
@@ -43,14 +42,14 @@ def _match(file: GistFile, hit: Hit) -> Match:
 
 
 async def scan_file(
-    chunks: AsyncIterator[bytes],
+    chunks: AsyncGenerator[bytes, None],
     file: GistFile,
     pattern: regex.Pattern[str],
     *,
     max_carry: int,
     regex_timeout: float | None,
     executor: Executor | None,
-) -> AsyncIterator[FileEvent]:
+) -> AsyncGenerator[FileEvent, None]:
     """Scan one file's chunks; yield its matches in file order, then one `FileDone`.
 
     Matching runs in `executor` (a worker thread: `regex` releases the GIL on str), so a
@@ -95,11 +94,11 @@ async def scan_file(
 
 
 async def scan_files(
-    files: AsyncIterator[GistFile],
-    scan: Callable[[GistFile], AsyncIterator[FileEvent]],
+    files: AsyncGenerator[GistFile, None],
+    scan: Callable[[GistFile], AsyncGenerator[FileEvent, None]],
     *,
     concurrency: int,
-) -> AsyncIterator[FileEvent]:
+) -> AsyncGenerator[FileEvent, None]:
     """Run `scan` on each file, at most `concurrency` at once; yield events as they come.
 
     Files are taken from upstream only when a slot is free, so listing overlaps downloads

@@ -10,7 +10,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -134,7 +134,7 @@ class GitHub:
                 body = await resp.read()
                 next_url = _next_link(resp.headers.get("Link", ""))
                 new_etag = resp.headers.get("ETag")
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise _Retry(
                 ListingError("upstream_error", f"could not read the gist list: {_describe(exc)}")
             ) from exc
@@ -150,7 +150,7 @@ class GitHub:
             )
         return Page(url=url, items=items, next_url=next_url, etag=new_etag)
 
-    async def iter_raw(self, url: str, *, chunk_size: int) -> AsyncIterator[bytes]:
+    async def iter_raw(self, url: str, *, chunk_size: int) -> AsyncGenerator[bytes, None]:
         """The bytes of a raw file, in chunks of exactly `chunk_size` (the last one shorter).
 
         A download that breaks off is retried from where it stopped (bytes already
@@ -180,7 +180,9 @@ class GitHub:
                     raise retry.error from None
                 await asyncio.sleep(self.backoff * 2**n * random.uniform(0.5, 1.5))
 
-    async def _raw_once(self, url: str, chunk_size: int, *, skip: int) -> AsyncIterator[bytes]:
+    async def _raw_once(
+        self, url: str, chunk_size: int, *, skip: int
+    ) -> AsyncGenerator[bytes, None]:
         headers = {"User-Agent": self.user_agent}
         try:
             async with self.session.get(
@@ -206,7 +208,7 @@ class GitHub:
                         return
                     self.bytes_received += len(chunk)
                     yield chunk
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise _Retry(
                 FetchError("upstream_error", f"could not download the file: {_describe(exc)}")
             ) from exc
@@ -215,7 +217,7 @@ class GitHub:
 async def _text(resp: aiohttp.ClientResponse) -> str:
     try:
         return (await resp.read())[:2000].decode("utf-8", "replace")
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return ""
 
 
@@ -237,7 +239,9 @@ def _status_error(
     if status == 404:
         return kind("not_found", f"{what} was not found (404)", status=status)
     if status == 403 and kind is FetchError:
-        return kind("too_large", f"GitHub refused {what} (403): over its 10 MB raw limit", status=status)
+        return kind(
+            "too_large", f"GitHub refused {what} (403): over its 10 MB raw limit", status=status
+        )
     if status >= 500:
         return _Retry(kind("upstream_error", f"GitHub answered {status} for {what}", status=status))
     detail = f": {message}" if message else ""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -33,15 +33,25 @@ class Gist:
     files: tuple[GistFile, ...]
 
 
+async def first_page(github: GitHub, username: str, *, per_page: int = 100) -> Page:
+    """Page one of the user's gist list. Raises `ListingError` (`not_found` names the user)."""
+    try:
+        return await github.get_page(github.user_gists_url(username, per_page))
+    except ListingError as exc:
+        if exc.code != "not_found":
+            raise
+        raise ListingError("not_found", f"GitHub has no user {username!r}", status=404) from None
+
+
 async def pages(
     github: GitHub, username: str, *, per_page: int = 100, first: Page | None = None
-) -> AsyncIterator[Page]:
+) -> AsyncGenerator[Page, None]:
     """Yield the user's list pages in order, following `rel="next"` exactly as given.
 
     `first`, when the caller already fetched page one (the server does, to answer with a
     real status before streaming), is yielded without asking again. Raises `ListingError`.
     """
-    page = first or await github.get_page(github.user_gists_url(username, per_page))
+    page = first or await first_page(github, username, per_page=per_page)
     seen = {page.url}
     yield page
     while page.next_url is not None:
@@ -52,7 +62,7 @@ async def pages(
         yield page
 
 
-async def gists(pages: AsyncIterator[Page]) -> AsyncIterator[Gist]:
+async def gists(pages: AsyncGenerator[Page, None]) -> AsyncGenerator[Gist, None]:
     """Yield the gists of each page as soon as the page arrives. Raises `ListingError`."""
     async with aclosing(pages):
         async for page in pages:
@@ -70,7 +80,9 @@ def _gist(item: dict[str, Any]) -> Gist:
     out = []
     for name, entry in files.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("raw_url"), str):
-            raise ListingError("invalid_response", f"file {name!r} of gist {gist_id} has no raw_url")
+            raise ListingError(
+                "invalid_response", f"file {name!r} of gist {gist_id} has no raw_url"
+            )
         size = entry.get("size")
         out.append(
             GistFile(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import AsyncExitStack, aclosing
+from dataclasses import dataclass
 
 import aiohttp
 
@@ -33,6 +34,18 @@ def matching_executor() -> Executor:
     return _executor
 
 
+@dataclass(slots=True)
+class Progress:
+    """Counts of a search so far (SPEC §3 summary fields); updated as the search runs."""
+
+    gists: int = 0
+    files: int = 0
+    skipped: int = 0
+    bytes: int = 0
+    matches: int = 0
+    errors: int = 0
+
+
 def make_github(
     session: aiohttp.ClientSession, settings: Settings, cache: MemoryCache | None = None
 ) -> GitHub:
@@ -51,27 +64,30 @@ def make_github(
 
 async def first_page(github: GitHub, query: Query, settings: Settings) -> Page:
     """Fetch page one of the user's list; raises `ListingError` (used to answer with a status)."""
-    return await github.get_page(github.user_gists_url(query.username, settings.per_page))
+    return await listing.first_page(github, query.username, per_page=settings.per_page)
 
 
 async def search(
     query: Query,
-    settings: Settings = Settings(),
+    settings: Settings | None = None,
     *,
     github: GitHub | None = None,
     first: Page | None = None,
     executor: Executor | None = None,
-) -> AsyncIterator[Record]:
+    progress: Progress | None = None,
+) -> AsyncGenerator[Record, None]:
     """Yield the records of SPEC §3 for one search: matches and errors as found, then the summary.
 
     Raises `UsageError` (before any request) for a bad query. Every other failure is a
     record: a failing listing gives an `error` record with null ids; the summary is always
     last. Without `github` a session is opened for this search alone. Closing the generator
-    early cancels every download in flight.
+    early cancels every download in flight. `progress`, when given, is kept up to date
+    (for a live progress line).
     """
     pattern = query.validate()
+    settings = settings or Settings()
     started = time.monotonic()
-    counts = {"gists": 0, "files": 0, "skipped": 0, "matches": 0, "errors": 0}
+    counts = progress if progress is not None else Progress()
     complete = True
     async with AsyncExitStack() as stack:
         if github is None:
@@ -81,14 +97,14 @@ async def search(
         gh = github
         pool = executor or matching_executor()
 
-        async def gist_files(gists: AsyncIterator[Gist]) -> AsyncIterator[GistFile | Error]:
+        async def gist_files(gists: AsyncGenerator[Gist, None]) -> AsyncGenerator[GistFile, None]:
             async with aclosing(gists):
                 async for gist in gists:
-                    counts["gists"] += 1
+                    counts.gists += 1
                     for file in gist.files:
                         yield file
 
-        def scan(file: GistFile) -> AsyncIterator[FileEvent]:
+        def scan(file: GistFile) -> AsyncGenerator[FileEvent, None]:
             chunks = gh.iter_raw(file.raw_url, chunk_size=settings.chunk_size)
             return scan_file(
                 chunks,
@@ -102,7 +118,7 @@ async def search(
         pages = listing.pages(gh, query.username, per_page=settings.per_page, first=first)
         gists = listing.gists(pages)
         files = gist_files(gists)
-        events = scan_files(files, scan, concurrency=settings.concurrency)  # type: ignore[arg-type]
+        events = scan_files(files, scan, concurrency=settings.concurrency)
         deadline = None if settings.deadline is None else started + settings.deadline
         async with aclosing(events):
             while True:
@@ -111,47 +127,51 @@ async def search(
                     event = await asyncio.wait_for(anext(events), timeout)
                 except StopAsyncIteration:
                     break
-                except asyncio.TimeoutError:
-                    counts["errors"] += 1
+                except TimeoutError:
+                    counts.errors += 1
                     complete = False
                     yield Error(
-                        None, None, "deadline_exceeded",
+                        None,
+                        None,
+                        "deadline_exceeded",
                         f"the search ran out of its {settings.deadline:g} s deadline",
                     )
                     break
                 except ListingError as exc:
-                    counts["errors"] += 1
+                    counts.errors += 1
                     complete = False
                     yield Error(None, None, exc.code, exc.message)
                     break
+                counts.bytes = gh.bytes_received - bytes_before
                 if isinstance(event, FileDone):
                     if event.outcome == "scanned":
-                        counts["files"] += 1
+                        counts.files += 1
                     elif event.outcome == "skipped":
-                        counts["skipped"] += 1
+                        counts.skipped += 1
                     continue
                 if isinstance(event, Error):
-                    counts["errors"] += 1
+                    counts.errors += 1
                     complete = False
                 elif isinstance(event, Match):
-                    counts["matches"] += 1
+                    counts.matches += 1
                 yield event
                 if (
                     isinstance(event, Match)
                     and query.max_matches is not None
-                    and counts["matches"] >= query.max_matches
+                    and counts.matches >= query.max_matches
                 ):
                     complete = False
                     break
+        counts.bytes = gh.bytes_received - bytes_before
         yield Summary(
             username=query.username,
             pattern=query.pattern,
-            gists=counts["gists"],
-            files=counts["files"],
-            skipped=counts["skipped"],
-            bytes=gh.bytes_received - bytes_before,
-            matches=counts["matches"],
-            errors=counts["errors"],
+            gists=counts.gists,
+            files=counts.files,
+            skipped=counts.skipped,
+            bytes=counts.bytes,
+            matches=counts.matches,
+            errors=counts.errors,
             complete=complete,
             elapsed_ms=round((time.monotonic() - started) * 1000),
         )

@@ -141,7 +141,7 @@ class _Walker:
                 any(a[2] for a in alts),
             )
         if op in (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT, sre_c.POSSESSIVE_REPEAT):
-            lo, hi, sub = av
+            _lo, hi, sub = av
             c, ex, nl = self.sequence(list(sub), flags)
             if hi == sre_c.MAXREPEAT:
                 return (_INF if c > 0 else 0), (_INF if c > 0 else ex), nl
@@ -302,7 +302,9 @@ class Scanner:
                     self._pend(start + base, end + base, m.group())
         except TimeoutError as exc:
             self._budget = 0
-            raise ScanTimeout(f"the pattern ran out of its regex time budget near offset {resume}") from exc
+            raise ScanTimeout(
+                f"the pattern ran out of its regex time budget near offset {resume}"
+            ) from exc
         finally:
             if budget is not None:
                 self._budget = max(0.0, (self._budget or 0) - (time.process_time() - started))
@@ -400,9 +402,10 @@ class FileScanner:
 
     A file is binary when a NUL byte occurs in its first `BINARY_SNIFF_BYTES` bytes: it is
     never reported (`binary` is True and every call returns no hits). Until those bytes are
-    seen, bytes are scanned as they come but their hits are held back. Decoding is
-    UTF-8 with invalid bytes replaced and a leading BOM dropped (as `utf-8-sig` does), incremental so a character split across pieces
-    decodes whole. `timeout` is the file's regex budget in CPU seconds (None: none).
+    seen, bytes are scanned as they come but their hits are held back. Decoding is UTF-8
+    with invalid bytes replaced and a leading BOM dropped (as `utf-8-sig` does),
+    incremental so a character split across pieces decodes whole. `timeout` is the file's
+    regex budget in CPU seconds (None: none).
     """
 
     def __init__(

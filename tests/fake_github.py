@@ -164,8 +164,10 @@ class FakeGitHub:
         piece_size: int = 1000,
         rate_limit: int = 5000,
         user_id_base: int = 1000,
+        raw_limit: int = MAX_RAW_BYTES,
     ) -> None:
         self.latency = latency
+        self.raw_limit = raw_limit  # GitHub's is 10 MB; benchmarks lift it for huge files
         self.raw_latency = latency if raw_latency is None else raw_latency
         self.piece_size = piece_size
         self.rate_limit = rate_limit
@@ -487,7 +489,7 @@ class FakeGitHub:
     async def _raw_file(self, request: web.Request) -> web.StreamResponse:
         m = request.match_info
         file = self._raw.get((m["login"].lower(), m["gist_id"], m["sha"], m["filename"]))
-        if file is not None and len(file.content) > MAX_RAW_BYTES:
+        if file is not None and len(file.content) > self.raw_limit:
             self.requests["raw_403"] += 1
             return web.Response(status=403, text="403: Forbidden")
         self.requests["raw"] += 1

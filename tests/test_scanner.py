@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import regex
 import pytest
+import regex
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
@@ -29,7 +29,9 @@ def oracle(pattern: regex.Pattern[str], data: bytes) -> list[tuple[object, ...]]
         if len(line) > 400:
             cut = max(0, start - line_start - 100)
             line = line[cut : cut + 400]
-        hits.append((start, end, text.count("\n", 0, start) + 1, start - line_start + 1, line, m.group()))
+        hits.append(
+            (start, end, text.count("\n", 0, start) + 1, start - line_start + 1, line, m.group())
+        )
     return hits
 
 
@@ -49,7 +51,9 @@ def scan(
 
 
 def chunk_sizes(data: bytes, needle: int = 3) -> list[int]:
-    return sorted({1, 2, 3, max(1, needle - 1), needle, needle + 1, 7, 64, 4096, 65536, max(1, len(data))})
+    return sorted(
+        {1, 2, 3, max(1, needle - 1), needle, needle + 1, 7, 64, 4096, 65536, max(1, len(data))}
+    )
 
 
 def assert_exact(pattern: str, data: bytes, **kw: object) -> None:
@@ -183,7 +187,7 @@ def test_plans() -> None:
 
 
 def test_carry_is_bounded_and_overflow_flagged() -> None:
-    """A pattern that needs the whole file overflows a small carry and says so; memory stays bounded."""
+    """A pattern needing the whole file overflows a small carry and says so; memory is bounded."""
     compiled = compile_pattern(r"a[\s\S]*b")
     scanner = Scanner(compiled, max_carry=1000)
     peak = 0
@@ -230,7 +234,9 @@ texts = st.text(alphabet=ALPHABET, max_size=300)
     ignore_case=st.booleans(),
 )
 @example(pattern=r"\s\b", text="a b", chunk=2, ignore_case=False)
-def test_property_same_as_whole_text(pattern: str, text: str, chunk: int, ignore_case: bool) -> None:
+def test_property_same_as_whole_text(
+    pattern: str, text: str, chunk: int, ignore_case: bool
+) -> None:
     """For random texts, chunk sizes and patterns, chunked hits equal whole-text finditer."""
     compiled = compile_pattern(pattern, ignore_case=ignore_case)
     data = text.encode()
@@ -241,7 +247,24 @@ def test_property_same_as_whole_text(pattern: str, text: str, chunk: int, ignore
 
 # Patterns built from pieces: literals, classes, anchors, repeats, groups, look-arounds.
 _atoms = st.sampled_from(
-    ["a", "b", "x", "é", r"\n", r"\s", r"\w", r"\d", ".", "[ab]", "[^a]", r"\b", "^", "$", r"\.", "@"]
+    [
+        "a",
+        "b",
+        "x",
+        "é",
+        r"\n",
+        r"\s",
+        r"\w",
+        r"\d",
+        ".",
+        "[ab]",
+        "[^a]",
+        r"\b",
+        "^",
+        "$",
+        r"\.",
+        "@",
+    ]
 )
 
 
@@ -301,7 +324,9 @@ def test_property_small_carry_is_exact_or_flagged(text: str, chunk: int, pattern
     chunk=st.integers(min_value=1, max_value=50),
     pattern=st.sampled_from(["\ufffd", "a", r"\w+", "."]),
 )
-def test_property_random_bytes_decode_like_whole_file(data: bytes, chunk: int, pattern: str) -> None:
+def test_property_random_bytes_decode_like_whole_file(
+    data: bytes, chunk: int, pattern: str
+) -> None:
     """Arbitrary bytes (invalid UTF-8, NULs, BOMs) decode and match as the whole file does."""
     compiled = compile_pattern(pattern)
     got, _ = scan(compiled, data, chunk)
