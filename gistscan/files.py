@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import Executor
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import regex
 
@@ -26,6 +27,7 @@ class FileDone:
 
 
 FileEvent = Match | Error | FileDone
+Item = TypeVar("Item")
 
 
 def _match(file: GistFile, hit: Hit) -> Match:
@@ -67,7 +69,7 @@ async def scan_file(
     try:
         async with aclosing(chunks):
             async for chunk in chunks:
-                for hit in await run(lambda c=chunk: scanner.feed(c)):  # type: ignore[misc]
+                for hit in await run(functools.partial(scanner.feed, chunk)):
                     yield _match(file, hit)
         for hit in await run(scanner.close):
             yield _match(file, hit)
@@ -94,25 +96,27 @@ async def scan_file(
 
 
 async def scan_files(
-    files: AsyncGenerator[GistFile, None],
-    scan: Callable[[GistFile], AsyncGenerator[FileEvent, None]],
+    files: AsyncGenerator[Item, None],
+    scan: Callable[[Item], AsyncGenerator[FileEvent, None]],
     *,
     concurrency: int,
 ) -> AsyncGenerator[FileEvent, None]:
-    """Run `scan` on each file, at most `concurrency` at once; yield events as they come.
+    """Run `scan` on each item, at most `concurrency` at once; yield events as they come.
 
-    Files are taken from upstream only when a slot is free, so listing overlaps downloads
-    without racing ahead. An exception from `files` (a failing listing) is raised here
-    after the files already started have finished. Closing this generator cancels every
-    scan in flight and closes upstream.
+    An item is a file, or a unit of work that scans several in turn (a huge gist's git
+    part, which holds one slot: its clone counts against `concurrency` too). Items are taken
+    from upstream only when a slot is free, so listing overlaps downloads without racing
+    ahead. An exception from `files` (a failing listing) is raised here after the items
+    already started have finished. Closing this generator cancels every scan in flight and
+    closes upstream.
     """
     events: asyncio.Queue[FileEvent | _Stop] = asyncio.Queue(maxsize=4 * concurrency)
     slots = asyncio.Semaphore(concurrency)
     running: set[asyncio.Task[None]] = set()
 
-    async def run_one(file: GistFile) -> None:
+    async def run_one(item: Item) -> None:
         try:
-            async with aclosing(scan(file)) as stream:
+            async with aclosing(scan(item)) as stream:
                 async for event in stream:
                     await events.put(event)
         finally:
@@ -122,9 +126,9 @@ async def scan_files(
         failure: BaseException | None = None
         try:
             async with aclosing(files):
-                async for file in files:
+                async for item in files:
                     await slots.acquire()
-                    task = asyncio.create_task(run_one(file))
+                    task = asyncio.create_task(run_one(item))
                     running.add(task)
                     task.add_done_callback(running.discard)
         except Exception as exc:

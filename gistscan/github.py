@@ -11,6 +11,7 @@ import json
 import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -150,12 +151,15 @@ class GitHub:
             )
         return Page(url=url, items=items, next_url=next_url, etag=new_etag)
 
-    async def iter_raw(self, url: str, *, chunk_size: int) -> AsyncGenerator[bytes, None]:
+    async def iter_raw(
+        self, url: str, *, chunk_size: int, size: int | None = None
+    ) -> AsyncGenerator[bytes, None]:
         """The bytes of a raw file, in chunks of exactly `chunk_size` (the last one shorter).
 
         A download that breaks off is retried from where it stopped (bytes already
         yielded are skipped, never yielded twice). Raises `FetchError`: `not_found`,
-        `too_large` (GitHub's 403 for files over 10 MB), `rate_limited`, `upstream_error`.
+        `too_large` (a 403 for a file whose listed `size` is over 10 MB: GitHub's raw
+        limit), `rate_limited`, `upstream_error` (a 403 on any other file among them).
         """
         if self.cache is not None:
             cached = self.cache.raw(url)
@@ -167,11 +171,14 @@ class GitHub:
         delivered = 0
         for n in range(self.retries + 1):
             try:
-                async for chunk in self._raw_once(url, chunk_size, skip=delivered):
-                    delivered += len(chunk)
-                    if keep is not None:
-                        keep.add(chunk)
-                    yield chunk
+                # aclosing: a consumer that stops early releases the response at once.
+                once = self._raw_once(url, chunk_size, skip=delivered, size=size)
+                async with aclosing(once):
+                    async for chunk in once:
+                        delivered += len(chunk)
+                        if keep is not None:
+                            keep.add(chunk)
+                        yield chunk
                 if keep is not None:
                     keep.done()
                 return
@@ -181,7 +188,7 @@ class GitHub:
                 await asyncio.sleep(self.backoff * 2**n * random.uniform(0.5, 1.5))
 
     async def _raw_once(
-        self, url: str, chunk_size: int, *, skip: int
+        self, url: str, chunk_size: int, *, skip: int, size: int | None
     ) -> AsyncGenerator[bytes, None]:
         headers = {"User-Agent": self.user_agent}
         try:
@@ -189,7 +196,9 @@ class GitHub:
                 URL(url, encoded=True), headers=headers, timeout=self.timeout
             ) as resp:
                 if resp.status != 200:
-                    raise _status_error(FetchError, resp, await _text(resp), what="the raw file")
+                    body = await _text(resp)
+                    over = size is not None and size > RAW_LIMIT
+                    raise _status_error(FetchError, resp, body, what="the raw file", too_large=over)
                 content = resp.content
                 while skip:  # a retry: drop what the scanner already has
                     got = await content.read(min(skip, 1 << 16))
@@ -222,9 +231,19 @@ async def _text(resp: aiohttp.ClientResponse) -> str:
 
 
 def _status_error(
-    kind: type[UpstreamError], resp: aiohttp.ClientResponse, body: str, *, what: str
+    kind: type[UpstreamError],
+    resp: aiohttp.ClientResponse,
+    body: str,
+    *,
+    what: str,
+    too_large: bool = False,
 ) -> Exception:
-    """Map a non-200 answer to an error (wrapped in `_Retry` when worth retrying)."""
+    """Map a non-200 answer to an error (wrapped in `_Retry` when worth retrying).
+
+    A 403 without rate-limit headers is `too_large` only for a file known to be over the
+    raw limit: on a smaller one it is some other refusal, and calling it too large would
+    send the caller cloning for nothing.
+    """
     status = resp.status
     message = _github_message(body)
     retry_after = _retry_after(resp.headers)
@@ -238,7 +257,7 @@ def _status_error(
         )
     if status == 404:
         return kind("not_found", f"{what} was not found (404)", status=status)
-    if status == 403 and kind is FetchError:
+    if status == 403 and too_large:
         return kind(
             "too_large", f"GitHub refused {what} (403): over its 10 MB raw limit", status=status
         )

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from gistscan import listing
+from gistscan import huge, listing
 from gistscan.cache import MemoryCache
-from gistscan.config import Query, Settings
+from gistscan.config import DEFAULT_API_URL, Query, Settings
 from gistscan.errors import ListingError
 from gistscan.files import FileDone, FileEvent, scan_file, scan_files
 from gistscan.github import GitHub, Page
@@ -97,15 +97,25 @@ async def search(
         gh = github
         pool = executor or matching_executor()
 
-        async def gist_files(gists: AsyncGenerator[Gist, None]) -> AsyncGenerator[GistFile, None]:
+        async def gist_files(
+            gists: AsyncGenerator[Gist, None],
+        ) -> AsyncGenerator[GistFile | Gist, None]:
+            """Each file raw serves; then a huge gist itself, for the rest (huge.huge_files)."""
             async with aclosing(gists):
                 async for gist in gists:
                     counts.gists += 1
                     for file in gist.files:
-                        yield file
+                        if not huge.over_raw_limit(file):
+                            yield file
+                    if huge.needs_git(gist):
+                        yield gist
 
-        def scan(file: GistFile) -> AsyncGenerator[FileEvent, None]:
-            chunks = gh.iter_raw(file.raw_url, chunk_size=settings.chunk_size)
+        def raw(file: GistFile) -> AsyncGenerator[bytes, None]:
+            return gh.iter_raw(file.raw_url, chunk_size=settings.chunk_size, size=file.size)
+
+        def scan_chunks(
+            chunks: AsyncGenerator[bytes, None], file: GistFile
+        ) -> AsyncGenerator[FileEvent, None]:
             return scan_file(
                 chunks,
                 file,
@@ -113,6 +123,23 @@ async def search(
                 max_carry=settings.max_carry,
                 regex_timeout=settings.regex_timeout,
                 executor=pool,
+            )
+
+        # GitHub's gists clone over https; another API root (a fake, an Enterprise server)
+        # may hand out http:// or file:// URLs too. Never ssh or ext: no keys, no commands.
+        github_com = settings.api_url.rstrip("/") == DEFAULT_API_URL
+        git_protocols = "https" if github_com else "https:http:file"
+
+        def scan(item: GistFile | Gist) -> AsyncGenerator[FileEvent, None]:
+            if isinstance(item, GistFile):
+                return scan_chunks(raw(item), item)
+            return huge.huge_files(
+                item,
+                raw=raw,
+                scan=scan_chunks,
+                chunk_size=settings.chunk_size,
+                clone_timeout=huge.CLONE_TIMEOUT,
+                protocols=git_protocols,
             )
 
         pages = listing.pages(gh, query.username, per_page=settings.per_page, first=first)

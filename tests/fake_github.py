@@ -11,12 +11,17 @@ import hashlib
 import json
 import math
 import mimetypes
+import os
+import shutil
 import signal
+import subprocess
 import sys
+import tempfile
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -70,12 +75,18 @@ class FakeFile:
 
 @dataclass
 class FakeGist:
-    """A gist as the fake stores it; list order is the order given to add_user."""
+    """A gist as the fake stores it; list order is the order given to add_user.
+
+    `git_pull_url`, when given, is listed as is (e.g. a server that never answers); else a
+    huge gist gets a file:// URL of a bare repository holding its files, and others the
+    usual https URL, which is only data.
+    """
 
     id: str
     files: list[FakeFile]
     description: str | None = None
     public: bool = True
+    git_pull_url: str | None = None
 
 
 @dataclass
@@ -154,6 +165,12 @@ class FakeGitHub:
     `list_served` records list pages answered 200 or 304 (not faults, refusals or 404s).
     The gauges (`in_flight`, `raw_in_flight`) include the latency sleep, so overlapping
     requests show up in `peak_raw_in_flight` even when the bodies are tiny.
+
+    A huge gist (a file over `raw_limit`, or more than 300 files: what GitHub will only give
+    through git) is listed with a `git_pull_url` that `git clone` can fetch: a file:// URL of
+    a bare repository with one commit holding every file of the gist, built by add_user in a
+    temporary directory the fake removes on close(). `repos_built` counts them. Without git
+    installed, such gists keep the plain https URL.
     """
 
     def __init__(
@@ -184,6 +201,9 @@ class FakeGitHub:
         self._list_faults: dict[tuple[str, int | None], _Fault] = {}  # page None: every page
         self._file_faults: dict[tuple[str, str], _Fault] = {}  # (gist id, filename) -> fault
         self._runner: web.AppRunner | None = None
+        self._git_root: tempfile.TemporaryDirectory[str] | None = None  # made on first need
+        self._git_urls: dict[str, str] = {}  # gist id -> file:// URL of its bare repository
+        self.repos_built = 0
         self.in_flight = 0
         self.raw_in_flight = 0
         self.reset_counters()
@@ -218,6 +238,47 @@ class FakeGitHub:
                 sha = blob_sha(file.content)
                 self._shas[gist.id, file.name] = sha
                 self._raw[login.lower(), gist.id, sha, file.name] = file
+            self._git_urls.pop(gist.id, None)
+            if gist.git_pull_url is None and self.is_huge(gist) and shutil.which("git"):
+                self._git_urls[gist.id] = self._build_repo(gist)
+
+    def is_huge(self, gist: FakeGist) -> bool:
+        """Whether GitHub would give part of `gist` only through git (NOTES.md §2)."""
+        return len(gist.files) > MAX_FILES or any(
+            len(f.content) > self.raw_limit for f in gist.files
+        )
+
+    def _build_repo(self, gist: FakeGist) -> str:
+        """A bare repository with one commit of the gist's files; returns its file:// URL."""
+        if self._git_root is None:
+            self._git_root = tempfile.TemporaryDirectory(prefix="fake-github-git-")
+        # A fresh path per build: a gist given again with other files gets a new repository.
+        path = Path(self._git_root.name) / f"{gist.id}-{self.repos_built}.git"
+        env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+        git = ["git", "--git-dir", str(path)]
+        subprocess.run(["git", "init", "--bare", "--quiet", str(path)], check=True, env=env)
+        subprocess.run([*git, "symbolic-ref", "HEAD", "refs/heads/main"], check=True, env=env)
+        # fast-import takes the blobs as a stream: no work tree, no file held twice.
+        importer = subprocess.Popen(
+            [*git, "fast-import", "--quiet"], stdin=subprocess.PIPE, env=env
+        )
+        assert importer.stdin is not None
+        with importer.stdin as stream:
+            for mark, file in enumerate(gist.files, 1):
+                stream.write(b"blob\nmark :%d\ndata %d\n" % (mark, len(file.content)))
+                stream.write(file.content)
+                stream.write(b"\n")
+            message = f"gist {gist.id}".encode()
+            stream.write(b"commit refs/heads/main\n")
+            for who in (b"author", b"committer"):
+                stream.write(who + b" Fake GitHub <fake@example.com> 1577836800 +0000\n")
+            stream.write(b"data %d\n%s\n" % (len(message), message))
+            for mark, file in enumerate(gist.files, 1):
+                stream.write(b"M 100644 :%d %s\n" % (mark, _quote_path(file.name)))
+        if importer.wait() != 0:
+            raise RuntimeError(f"git fast-import failed for gist {gist.id}")
+        self.repos_built += 1
+        return path.as_uri()
 
     def set_list_fault(self, login: str, fault: str | None, *, times: int | None = None) -> None:
         """Inject `fault` on every list page of `login` (the next `times` requests only).
@@ -269,6 +330,10 @@ class FakeGitHub:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._git_root is not None:
+            self._git_root.cleanup()
+            self._git_root = None
+            self._git_urls.clear()
 
     # -- plumbing shared by all handlers -----------------------------------------------------
 
@@ -466,7 +531,8 @@ class FakeGitHub:
             "commits_url": f"{api}/commits",
             "id": gist.id,
             "node_id": base64.b64encode(f"04:Gist{gist.id}".encode()).decode(),
-            "git_pull_url": f"https://gist.github.com/{gist.id}.git",
+            "git_pull_url": gist.git_pull_url
+            or self._git_urls.get(gist.id, f"https://gist.github.com/{gist.id}.git"),
             "git_push_url": f"https://gist.github.com/{gist.id}.git",
             "html_url": f"https://gist.github.com/{gist.id}",
             "files": files,
@@ -547,6 +613,12 @@ def _link_header(base: str, user_id: int, page: int, per_page: int, total: int) 
     if page > 1:
         rels.append(rel("first", 1))
     return ", ".join(rels)
+
+
+def _quote_path(name: str) -> bytes:
+    """A path for fast-import's `M` command, C-quoted so any character may occur in it."""
+    escaped = name.encode().replace(b"\\", b"\\\\").replace(b'"', b'\\"').replace(b"\n", b"\\n")
+    return b'"' + escaped + b'"'
 
 
 def _owner_json(base: str, user: _User) -> dict[str, Any]:
@@ -663,7 +735,8 @@ def main(argv: list[str] | None = None) -> int:
         "--big-file-mb",
         type=float,
         default=0,
-        help="append to each user a gist with one file this big (>10 MiB: 403)",
+        help="append to each user a gist with one file this big (>10 MiB: raw 403, and a"
+        " file:// git_pull_url to clone)",
     )
     asyncio.run(_serve(parser.parse_args(argv)))
     return 0

@@ -10,6 +10,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import aiohttp
 import pytest
@@ -359,6 +361,60 @@ async def test_raw_refuses_files_over_10_mib(
     assert fake.requests["raw_403"] == 1
     async with session.get(raw_url.replace("/raw/alice/", "/raw/bob/")) as resp:
         assert resp.status == 404
+
+
+async def git(*args: str) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        "git", *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+
+
+async def test_huge_gists_list_a_git_pull_url_that_git_can_clone(
+    start_fake: StartFake, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A gist with a file over raw_limit, or over 300 files, clones from file:// with all files."""
+    fake = await start_fake(raw_limit=1000)
+    odd = {
+        "big.bin": bytes(range(256)) * 8,
+        "with space.txt": b"a b\n",
+        'quo"te\\.md': b"q\n",
+        "ünïcode.py": "ü\n".encode(),
+    }
+    gists = [
+        FakeGist("1" * 20, [FakeFile(name, content) for name, content in odd.items()]),
+        make_gists("alice", 1, 301)[0],
+        FakeGist("2" * 20, [FakeFile("small.txt", b"small")]),
+    ]
+    fake.add_user("alice", gists)
+    assert fake.repos_built == 2
+    async with session.get(f"{fake.api_url}/users/alice/gists") as resp:
+        items = {item["id"]: item for item in await resp.json()}
+    assert items["2" * 20]["git_pull_url"] == f"https://gist.github.com/{'2' * 20}.git"
+    repos = []
+    for gist in gists[:2]:
+        url = items[gist.id]["git_pull_url"]
+        assert url.startswith("file:///")
+        repos.append(Path(url2pathname(urlsplit(url).path)))
+        await git("clone", "--depth", "1", "--quiet", url, str(tmp_path / gist.id))
+        cloned = {p.name: p.read_bytes() for p in (tmp_path / gist.id).iterdir() if p.is_file()}
+        assert cloned == {f.name: f.content for f in gist.files}
+    assert all(repo.exists() for repo in repos)
+    await fake.close()
+    assert not any(repo.parent.exists() for repo in repos)
+
+
+async def test_a_given_git_pull_url_is_listed_as_is(
+    start_fake: StartFake, session: aiohttp.ClientSession
+) -> None:
+    """FakeGist.git_pull_url overrides the fake's own, even for a huge gist (nothing is built)."""
+    fake = await start_fake(raw_limit=10)
+    url = "http://127.0.0.1:9/never.git"
+    fake.add_user("alice", [FakeGist("3" * 20, [FakeFile("f.txt", b"x" * 20)], git_pull_url=url)])
+    async with session.get(f"{fake.api_url}/users/alice/gists") as resp:
+        [item] = await resp.json()
+    assert (item["git_pull_url"], fake.repos_built) == (url, 0)
 
 
 async def raw_url_of(fake: FakeGitHub, session: aiohttp.ClientSession, login: str) -> str:
