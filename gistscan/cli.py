@@ -111,7 +111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from gistscan import server  # the server's imports are only paid for when serving
 
-        server.run(host=args.host, port=args.port, config=server.ServerConfig.from_env(os.environ))
+        try:
+            config = server.ServerConfig.from_env(os.environ)
+        except UsageError as exc:
+            print(f"gistscan: {exc.message}", file=sys.stderr)
+            return EXIT_ERROR
+        server.run(host=args.host, port=args.port, config=config)
         return 0
     try:
         query = Query(

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
+from re import _constants as sre_c  # type: ignore[attr-defined]
+from re import _parser as sre_parse  # type: ignore[attr-defined]
+from typing import Any
 
 import regex
 
@@ -11,6 +15,9 @@ from gistscan.errors import UsageError
 
 DEFAULT_API_URL = "https://api.github.com"
 MAX_PATTERN_LENGTH = 1000
+# `regex` copies an item m times for `{m}`: `a{10000000}` costs seconds and gigabytes to
+# compile, `a{1000000000}` the whole machine. This bounds the items a pattern unrolls to.
+MAX_UNROLLED = 2000
 
 # A GitHub login: 1-39 characters, letters, digits and single hyphens, not at either end.
 _LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}")
@@ -32,8 +39,13 @@ def compile_pattern(
     ignore_case: bool = False,
     fixed_strings: bool = False,
     max_length: int = MAX_PATTERN_LENGTH,
+    max_unrolled: int = MAX_UNROLLED,
 ) -> regex.Pattern[str]:
-    """Compile a user pattern as SPEC §2 says (VERSION0, MULTILINE), or raise `UsageError`."""
+    """Compile a user pattern as SPEC §2 says (VERSION0, MULTILINE), or raise `UsageError`.
+
+    Refused before compiling: an empty pattern, one over `max_length` characters, one that
+    is not valid Unicode, and one whose `{m,n}` repeats unroll to over `max_unrolled` items.
+    """
     if not isinstance(pattern, str) or not pattern:
         raise UsageError("the pattern is empty", field="pattern")
     if len(pattern) > max_length:
@@ -41,12 +53,67 @@ def compile_pattern(
             f"the pattern is {len(pattern)} characters long; the limit is {max_length}",
             field="pattern",
         )
-    flags = regex.VERSION0 | regex.MULTILINE | (regex.IGNORECASE if ignore_case else 0)
+    try:
+        pattern.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (JSON allows "\ud800")
+        raise UsageError(
+            "the pattern is not valid Unicode (a lone surrogate)", field="pattern"
+        ) from None
     source = regex.escape(pattern) if fixed_strings else pattern
+    size = unrolled_size(source)
+    if size > max_unrolled:
+        raise UsageError(
+            f"the pattern's {{m,n}} repeats unroll to about {size} items; the limit is"
+            f" {max_unrolled} (use smaller minimum counts)",
+            field="pattern",
+        )
+    flags = regex.VERSION0 | regex.MULTILINE | (regex.IGNORECASE if ignore_case else 0)
     try:
         return regex.compile(source, flags)
-    except (regex.error, ValueError, OverflowError, RecursionError) as exc:
-        raise UsageError(f"the pattern does not compile: {exc}", field="pattern") from exc
+    except Exception as exc:
+        # Not only regex.error: an inline `(?V1)` under VERSION0 raises KeyError, say.
+        reason = str(exc) if isinstance(exc, regex.error) else f"{type(exc).__name__}: {exc}"
+        raise UsageError(f"the pattern does not compile: {reason}", field="pattern") from exc
+
+
+_REPEAT_MIN = re.compile(r"\{\s*([0-9]+)")
+
+
+def unrolled_size(pattern: str) -> int:
+    """An upper bound of the items `regex` unrolls `pattern` into (`{m,n}` copies m times).
+
+    Read from the stdlib's parse tree; for syntax only `regex` knows, the coarse bound:
+    the pattern's length times the product of every repeat minimum in it.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            return max(1, _items(list(sre_parse.parse(pattern))))
+    except Exception:
+        coarse = len(pattern)
+        for count in _REPEAT_MIN.findall(pattern):
+            coarse *= max(1, int(count[:13]))  # 13 digits: over any limit already
+        return coarse
+
+
+def _items(seq: list[tuple[Any, Any]]) -> int:
+    total = 0
+    for op, av in seq:
+        if op in (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT, sre_c.POSSESSIVE_REPEAT):
+            total += max(1, av[0]) * max(1, _items(list(av[2])))
+        elif op is sre_c.SUBPATTERN:
+            total += _items(list(av[3]))
+        elif op is sre_c.BRANCH:
+            total += sum(_items(list(alt)) for alt in av[1])
+        elif op in (sre_c.ASSERT, sre_c.ASSERT_NOT):
+            total += _items(list(av[1]))
+        elif op is sre_c.ATOMIC_GROUP:
+            total += _items(list(av))
+        elif op is sre_c.GROUPREF_EXISTS:
+            total += _items(list(av[1])) + (_items(list(av[2])) if av[2] is not None else 0)
+        else:
+            total += 1
+    return total
 
 
 @dataclass(frozen=True, slots=True)

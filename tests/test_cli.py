@@ -179,6 +179,8 @@ async def test_binary_files_are_skipped(fake: FakeGitHub) -> None:
         (["search", "octo", ""], "pattern is empty"),
         (["search", "octo", "(unclosed"], "does not compile"),
         (["search", "octo", "x" * 1001], "1001 characters long"),
+        (["search", "octo", "(?V1)a"], "does not compile"),
+        (["search", "octo", "(?:a{1000}){1000}"], "unroll to about 1000000 items"),
         (["search", "octo", "x", "--concurrency", "0"], "--concurrency"),
         (["search", "octo", "x", "-m", "many"], "-m/--max-count"),
         (["search", "octo", "x", "--timeout", "-1"], "--timeout"),

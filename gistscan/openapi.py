@@ -1,0 +1,388 @@
+"""The OpenAPI 3.1 description of the server (`GET /openapi.json`), limits taken from its config."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from gistscan import __version__
+
+if TYPE_CHECKING:
+    from gistscan.server import ServerConfig
+
+MAX_INT = 2**31 - 1  # server.MAX_INT (a test keeps them equal; importing it would be a cycle)
+JSON = "application/json"
+NDJSON = "application/x-ndjson"
+GITHUB_MAX_PER_PAGE = 100
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(description: str, schema: str, *, retry_after: bool = False) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {JSON: {"schema": _ref(schema)}},
+    }
+    if retry_after:
+        response["headers"] = {"Retry-After": {"$ref": "#/components/headers/Retry-After"}}
+    return response
+
+
+def _schemas(config: ServerConfig) -> dict[str, Any]:
+    string = {"type": "string"}
+    count = {"type": "integer", "minimum": 0}
+    match_fields = {
+        "gist_id": string,
+        "filename": string,
+        "line_number": {"type": "integer", "minimum": 1},
+        "column": {"type": "integer", "minimum": 1},
+        "line": {"type": "string", "maxLength": 400},
+        "match": string,
+        "html_url": string,
+        "raw_url": string,
+    }
+    error_fields = {
+        "gist_id": {"type": ["string", "null"]},
+        "filename": {"type": ["string", "null"]},
+        "code": {
+            "type": "string",
+            "description": "snake_case: regex_timeout, carry_overflow, deadline_exceeded,"
+            " upstream_error, rate_limited, not_found, invalid_response, too_large, ...",
+        },
+        "message": string,
+    }
+    summary_fields = {
+        "username": string,
+        "pattern": string,
+        "gists": count,
+        "files": count,
+        "skipped": count,
+        "bytes": count,
+        "matches": count,
+        "errors": count,
+        "complete": {"type": "boolean"},
+        "elapsed_ms": count,
+    }
+
+    def record(fields: dict[str, Any], kind: str | None, description: str) -> dict[str, Any]:
+        properties = {"type": {"const": kind}, **fields} if kind else dict(fields)
+        return {
+            "type": "object",
+            "description": description,
+            "properties": properties,
+            "required": list(properties),
+            "additionalProperties": False,
+        }
+
+    return {
+        "MatchRecord": record(match_fields, "match", "One match (SPEC §3)."),
+        "ErrorRecord": record(error_fields, "error", "A file (or, ids null, the listing) failed."),
+        "SummaryRecord": record(summary_fields, "summary", "The last record of every search."),
+        "Record": {
+            "description": "One NDJSON line.",
+            "oneOf": [_ref("MatchRecord"), _ref("ErrorRecord"), _ref("SummaryRecord")],
+        },
+        "Match": record(match_fields, None, "A match record without `type`."),
+        "Error": record(error_fields, None, "An error record without `type`."),
+        "Summary": record(summary_fields, None, "The summary record without `type`."),
+        "SearchRequest": {
+            "type": "object",
+            "properties": {
+                "username": _ref("Username"),
+                "pattern": _pattern(config),
+                "ignore_case": {"type": "boolean", "default": False},
+                "fixed_strings": {"type": "boolean", "default": False},
+                "max_matches": {
+                    "type": ["integer", "null"],
+                    "minimum": 1,
+                    "maximum": MAX_INT,
+                    "description": "stop after this many matches; null: no limit. A buffered"
+                    f" (JSON) answer stops at {config.max_buffered_matches} anyway.",
+                },
+            },
+            "required": ["username", "pattern"],
+            "additionalProperties": False,
+            "description": "Unknown fields and repeated keys are refused (400).",
+        },
+        "SearchResult": {
+            "type": "object",
+            "properties": {
+                "status": {"const": "success"},
+                "username": string,
+                "pattern": string,
+                "matches": {
+                    "type": "array",
+                    "items": {
+                        "type": "string",
+                        "pattern": "^https://gist\\.github\\.com/[^/]+/[^/]+$",
+                    },
+                    "uniqueItems": True,
+                    "description": "https://gist.github.com/{username}/{gist_id} of each"
+                    " matching gist, once, in the order of its first match",
+                },
+                "details": {"type": "array", "items": _ref("Match")},
+                "errors": {"type": "array", "items": _ref("Error")},
+                "summary": _ref("Summary"),
+            },
+            "required": [
+                "status",
+                "username",
+                "pattern",
+                "matches",
+                "details",
+                "errors",
+                "summary",
+            ],
+            "additionalProperties": False,
+        },
+        "Problem": {
+            "type": "object",
+            "properties": {
+                "status": {"const": "error"},
+                "error": {
+                    "type": "string",
+                    "description": "invalid_json, invalid_request, invalid_username,"
+                    " invalid_pattern, body_too_large, not_found, rate_limited, upstream_error,"
+                    " invalid_response, too_many_searches, route_not_found,"
+                    " method_not_allowed, internal_error",
+                },
+                "message": string,
+                "field": {"type": "string", "description": "the input at fault, when one is"},
+            },
+            "required": ["status", "error", "message"],
+            "additionalProperties": False,
+        },
+        "ListProblem": {
+            "type": "object",
+            "properties": {
+                "error": {
+                    "enum": [
+                        "invalid_request",
+                        "not_found",
+                        "rate_limited",
+                        "upstream_error",
+                        "invalid_response",
+                        "too_large",
+                    ]
+                },
+                "message": string,
+            },
+            "required": ["error"],
+            "additionalProperties": False,
+        },
+        "Gist": {
+            "type": "object",
+            "description": "A gist object exactly as GitHub lists it (base-gist).",
+            "properties": {
+                "id": string,
+                "html_url": string,
+                "files": {"type": "object"},
+            },
+            "required": ["id", "html_url", "files"],
+        },
+        "Health": {
+            "type": "object",
+            "properties": {"status": {"const": "ok"}},
+            "required": ["status"],
+            "additionalProperties": False,
+        },
+        "Username": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$",
+            "description": "a GitHub login: 1-39 letters, digits and single inner hyphens",
+        },
+    }
+
+
+def _pattern(config: ServerConfig) -> dict[str, Any]:
+    return {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": config.max_pattern_length,
+        "description": "a `regex` (VERSION0, MULTILINE) pattern that compiles; its {m,n}"
+        f" repeats may unroll to at most {config.max_pattern_unrolled} items",
+    }
+
+
+def _query_bool(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "description": description,
+        "schema": {"enum": ["true", "false", "1", "0"], "default": "false"},
+    }
+
+
+def _stream_responses() -> dict[str, Any]:
+    """What both searches answer before (a status) and after (records) the stream starts."""
+    return {
+        "400": _json("Invalid input, refused before any request to GitHub.", "Problem"),
+        "404": _json("No such GitHub user.", "Problem"),
+        "429": _json("GitHub's rate limit is exhausted.", "Problem", retry_after=True),
+        "502": _json("GitHub failed or answered nonsense.", "Problem"),
+        "503": _json("Too many searches at once.", "Problem", retry_after=True),
+        "default": _json("Anything else (unknown method, server fault).", "Problem"),
+    }
+
+
+def document(config: ServerConfig) -> dict[str, Any]:
+    """The whole description, as a JSON-ready dict."""
+    ndjson_ok = {
+        "description": "The search's records, one JSON object per line, each sent as found;"
+        " the summary comes last. Faults after the start arrive as error records.",
+        "content": {NDJSON: {"schema": _ref("Record")}},
+    }
+    search_params = [
+        {"name": "username", "in": "path", "required": True, "schema": _ref("Username")},
+        {"name": "pattern", "in": "query", "required": True, "schema": _pattern(config)},
+        _query_bool("ignore_case", "case-insensitive"),
+        _query_bool("fixed_strings", "the pattern is a literal string"),
+        {
+            "name": "max_matches",
+            "in": "query",
+            "description": "stop after this many matches",
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_INT},
+        },
+    ]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "gistscan",
+            "version": __version__,
+            "description": "Search a GitHub user's public gists for a regular expression."
+            " Every input is validated before any request to GitHub; unknown query parameters"
+            " and body fields are refused.",
+        },
+        "paths": {
+            "/ping": {
+                "get": {
+                    "operationId": "ping",
+                    "responses": {
+                        "200": {
+                            "description": "pong",
+                            "content": {"text/plain": {"schema": {"const": "pong"}}},
+                        },
+                        "default": _json("Unknown method.", "Problem"),
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "operationId": "healthz",
+                    "responses": {
+                        "200": _json("The server is up.", "Health"),
+                        "default": _json("Unknown method.", "Problem"),
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "responses": {
+                        "200": {
+                            "description": "This document.",
+                            "content": {JSON: {"schema": {"type": "object"}}},
+                        },
+                        "default": _json("Unknown method.", "Problem"),
+                    },
+                }
+            },
+            "/api/v1/users/{username}/search": {
+                "get": {
+                    "operationId": "searchStream",
+                    "summary": "Stream the matches of a search as NDJSON",
+                    "parameters": search_params,
+                    "responses": {"200": ndjson_ok, **_stream_responses()},
+                }
+            },
+            "/api/v1/search": {
+                "post": {
+                    "operationId": "search",
+                    "summary": "Search; a JSON answer, or NDJSON with Accept: application/x-ndjson",
+                    "parameters": [
+                        {
+                            "name": "Accept",
+                            "in": "header",
+                            "schema": {"type": "string"},
+                            "description": "application/x-ndjson: stream the records",
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {JSON: {"schema": _ref("SearchRequest")}},
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "The search's answer. Matches stop at"
+                            f" {config.max_buffered_matches} in a JSON answer.",
+                            "content": {
+                                JSON: {"schema": _ref("SearchResult")},
+                                NDJSON: {"schema": _ref("Record")},
+                            },
+                        },
+                        "413": _json(f"The body is over {config.max_body_bytes} bytes.", "Problem"),
+                        **_stream_responses(),
+                    },
+                }
+            },
+            "/{username}": {
+                "get": {
+                    "operationId": "userGists",
+                    "summary": "The user's public gists: every page followed, or one page",
+                    "parameters": [
+                        {
+                            "name": "username",
+                            "in": "path",
+                            "required": True,
+                            "schema": _ref("Username"),
+                        },
+                        {
+                            "name": "page",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_INT},
+                        },
+                        {
+                            "name": "per_page",
+                            "in": "query",
+                            "schema": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": GITHUB_MAX_PER_PAGE,
+                            },
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "GitHub's gist objects (cached 60 s). Without"
+                            " page/per_page, the whole list (at most"
+                            f" {config.max_list_pages} pages of {config.settings.per_page}).",
+                            "content": {JSON: {"schema": {"type": "array", "items": _ref("Gist")}}},
+                        },
+                        "400": _json("Invalid user name, page or per_page.", "ListProblem"),
+                        "404": _json("No such GitHub user.", "ListProblem"),
+                        "429": _json(
+                            "GitHub's rate limit is exhausted.", "ListProblem", retry_after=True
+                        ),
+                        "502": _json(
+                            "GitHub failed (upstream_error), answered something other than a"
+                            " list (invalid_response), or the list is longer than the server"
+                            " holds (too_large).",
+                            "ListProblem",
+                        ),
+                        "default": _json("Unknown method, server fault.", "Problem"),
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": _schemas(config),
+            "headers": {
+                "Retry-After": {
+                    "description": "seconds to wait before trying again",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                }
+            },
+        },
+    }
