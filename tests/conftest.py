@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -17,4 +18,23 @@ async def fake() -> AsyncIterator[FakeGitHub]:
     try:
         yield github
     finally:
+        await github.close()
+
+
+MakeFake = Callable[..., Awaitable[FakeGitHub]]
+
+
+@pytest.fixture
+async def make_fake() -> AsyncIterator[MakeFake]:
+    """Start fakes with any constructor options (latency, faults...); all closed afterwards."""
+    fakes: list[FakeGitHub] = []
+
+    async def start(**options: Any) -> FakeGitHub:
+        github = FakeGitHub(**options)
+        await github.start()
+        fakes.append(github)
+        return github
+
+    yield start
+    for github in fakes:
         await github.close()

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import MakeFake
 from tests.fake_github import FakeFile, FakeGist, FakeGitHub, gist_id, make_gists
 
 
@@ -80,41 +81,33 @@ async def test_many_pages_scanned_completely_and_exactly(fake: FakeGitHub) -> No
     assert fake.requests["list"] == 11
 
 
-async def test_downloads_overlap_listing_and_respect_concurrency() -> None:
+async def test_downloads_overlap_listing_and_respect_concurrency(make_fake: MakeFake) -> None:
     """Raw downloads start before the last page is listed; never more than --concurrency at once."""
-    fake = FakeGitHub(latency=0.05, raw_latency=0.02)
+    fake = await make_fake(latency=0.05, raw_latency=0.02)
     fake.add_user("slow", make_gists("slow", 500, 1))
-    await fake.start()
-    try:
-        run = await gistscan(*search(fake, "slow", "gist", "--concurrency", "3", "--json"))
-        assert run.code == 0
-        first_raw = min(t for t, _ in fake.raw_started)
-        last_page = max(t for t, _ in fake.list_served)
-        assert first_raw < last_page
-        assert fake.peak_raw_in_flight == 3
-        assert fake.requests["raw"] == 500
-    finally:
-        await fake.close()
+    run = await gistscan(*search(fake, "slow", "gist", "--concurrency", "3", "--json"))
+    assert run.code == 0
+    first_raw = min(t for t, _ in fake.raw_started)
+    last_page = max(t for t, _ in fake.list_served)
+    assert first_raw < last_page
+    assert fake.peak_raw_in_flight == 3
+    assert fake.requests["raw"] == 500
 
 
-async def test_max_count_stops_early_and_leaves_nothing_running() -> None:
+async def test_max_count_stops_early_and_leaves_nothing_running(make_fake: MakeFake) -> None:
     """-m 1 prints one match, a summary with complete false, and cancels the downloads."""
-    fake = FakeGitHub(raw_latency=0.05)
+    fake = await make_fake(raw_latency=0.05)
     fake.add_user("lots", make_gists("lots", 300, 1))
-    await fake.start()
-    try:
-        run = await gistscan(*search(fake, "lots", "gist", "-m", "1", "--json"))
-        assert run.code == 0
-        assert [r["type"] for r in run.records] == ["match", "summary"]
-        assert run.summary["complete"] is False
-        assert fake.requests["raw"] < 50
-        for _ in range(50):
-            if fake.raw_in_flight == 0:
-                break
-            await asyncio.sleep(0.02)
-        assert fake.raw_in_flight == 0
-    finally:
-        await fake.close()
+    run = await gistscan(*search(fake, "lots", "gist", "-m", "1", "--json"))
+    assert run.code == 0
+    assert [r["type"] for r in run.records] == ["match", "summary"]
+    assert run.summary["complete"] is False
+    assert fake.requests["raw"] < 50
+    for _ in range(50):
+        if fake.raw_in_flight == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert fake.raw_in_flight == 0
 
 
 async def test_catastrophic_pattern_times_out_per_file_and_scan_goes_on(fake: FakeGitHub) -> None:
@@ -319,24 +312,20 @@ async def test_closed_pipe_ends_quietly(fake: FakeGitHub) -> None:
     assert "Traceback" not in err.decode() and "Exception" not in err.decode()
 
 
-async def test_ctrl_c_exits_cleanly() -> None:
+async def test_ctrl_c_exits_cleanly(make_fake: MakeFake) -> None:
     """SIGINT mid-scan: exit 130, a short message, no traceback."""
-    fake = FakeGitHub(raw_latency=0.5)
+    fake = await make_fake(raw_latency=0.5)
     fake.add_user("octo", make_gists("octo", 100, 1))
-    await fake.start()
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gistscan", *search(fake, "octo", "gist"),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        for _ in range(200):
-            if fake.raw_in_flight:
-                break
-            await asyncio.sleep(0.02)
-        proc.send_signal(signal.SIGINT)
-        _out, err = await asyncio.wait_for(proc.communicate(), 20)
-        assert proc.returncode == 130
-        assert "Traceback" not in err.decode()
-        assert "interrupted" in err.decode()
-    finally:
-        await fake.close()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gistscan", *search(fake, "octo", "gist"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    for _ in range(200):
+        if fake.raw_in_flight:
+            break
+        await asyncio.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 130
+    assert "Traceback" not in err.decode()
+    assert "interrupted" in err.decode()

@@ -7,15 +7,15 @@ import json
 import re
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 import aiohttp
 import pytest
 
+from tests.conftest import MakeFake
 from tests.fake_github import (
     MAX_RAW_BYTES,
     FakeFile,
@@ -25,7 +25,6 @@ from tests.fake_github import (
     make_gists,
 )
 
-StartFake = Callable[..., Awaitable[FakeGitHub]]
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 LIST_ITEM_KEYS = {
@@ -34,22 +33,6 @@ LIST_ITEM_KEYS = {
     "user", "comments_url", "owner", "truncated",
 }  # fmt: skip
 LIST_FILE_KEYS = {"filename", "type", "language", "raw_url", "size"}
-
-
-@pytest.fixture
-async def start_fake() -> AsyncIterator[StartFake]:
-    """Start fakes with any constructor arguments; close them all afterwards."""
-    fakes: list[FakeGitHub] = []
-
-    async def start(**kwargs: Any) -> FakeGitHub:
-        fake = FakeGitHub(**kwargs)
-        await fake.start()
-        fakes.append(fake)
-        return fake
-
-    yield start
-    for fake in fakes:
-        await fake.close()
 
 
 @pytest.fixture
@@ -63,10 +46,10 @@ def rels_in_order(link: str) -> list[tuple[str, str]]:
 
 
 async def test_pagination_links_point_at_user_id_and_cover_every_gist_once(
-    start_fake: StartFake, session: aiohttp.ClientSession
+    make_fake: MakeFake, session: aiohttp.ClientSession
 ) -> None:
     """Three pages; Link URLs are absolute at /user/{id}/gists, in GitHub's rel order."""
-    fake = await start_fake(user_id_base=500)
+    fake = await make_fake(user_id_base=500)
     gists = make_gists("alice", 65)
     fake.add_user("alice", gists)
     url: str | None = f"{fake.api_url}/users/alice/gists"
@@ -88,10 +71,10 @@ async def test_pagination_links_point_at_user_id_and_cover_every_gist_once(
 
 
 async def test_single_page_has_no_link_and_empty_user_is_empty_array(
-    start_fake: StartFake, session: aiohttp.ClientSession
+    make_fake: MakeFake, session: aiohttp.ClientSession
 ) -> None:
     """Everything on one page: no Link header; a user with no gists gets 200 []."""
-    fake = await start_fake()
+    fake = await make_fake()
     fake.add_user("alice", make_gists("alice", 3))
     fake.add_user("empty", [])
     async with session.get(f"{fake.api_url}/users/alice/gists") as resp:
@@ -104,10 +87,10 @@ async def test_single_page_has_no_link_and_empty_user_is_empty_array(
 
 
 async def test_per_page_is_clamped_to_100(
-    start_fake: StartFake, session: aiohttp.ClientSession
+    make_fake: MakeFake, session: aiohttp.ClientSession
 ) -> None:
     """per_page above 100 is served as 100, and the Link URLs say so."""
-    fake = await start_fake()
+    fake = await make_fake()
     fake.add_user("alice", make_gists("alice", 150))
     async with session.get(f"{fake.api_url}/users/alice/gists?per_page=500") as resp:
         assert len(await resp.json()) == 100
@@ -115,10 +98,10 @@ async def test_per_page_is_clamped_to_100(
 
 
 async def test_unknown_user_is_github_404(
-    start_fake: StartFake, session: aiohttp.ClientSession
+    make_fake: MakeFake, session: aiohttp.ClientSession
 ) -> None:
     """An unknown login gets GitHub's JSON basic-error with rate-limit headers."""
-    fake = await start_fake()
+    fake = await make_fake()
     async with session.get(f"{fake.api_url}/users/nobody/gists") as resp:
         assert resp.status == 404
         assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
@@ -131,10 +114,10 @@ async def test_unknown_user_is_github_404(
 
 
 async def test_list_items_are_base_gists_with_opaque_raw_urls(
-    start_fake: StartFake, session: aiohttp.ClientSession
+    make_fake: MakeFake, session: aiohttp.ClientSession
 ) -> None:
     """List items have base-gist keys, no content, and raw URLs carrying sha and encoded name."""
-    fake = await start_fake()
+    fake = await make_fake()
     secret = FakeGist("ffff0000ffff0000ffff", [FakeFile("s.txt", b"x")], public=False)
     shown = FakeGist("abc123abc123abc123ab", [FakeFile("a b.py", b"hi\n")])
     fake.add_user("alice", [shown, secret])
@@ -153,10 +136,10 @@ async def test_list_items_are_base_gists_with_opaque_raw_urls(
 
 
 async def test_etag_304_does_not_spend_the_rate_limit(
-    start_fake: StartFake, session: aiohttp.ClientSession
+    make_fake: MakeFake, session: aiohttp.ClientSession
 ) -> None:
     """If-None-Match with the ETag (strong or W/) gets an empty 304 and keeps remaining."""
-    fake = await start_fake(rate_limit=10)
+    fake = await make_fake(rate_limit=10)
     fake.add_user("alice", make_gists("alice", 2))
     url = f"{fake.api_url}/users/alice/gists"
     async with session.get(url) as resp:
@@ -177,10 +160,10 @@ async def test_etag_304_does_not_spend_the_rate_limit(
 
 
 async def test_exhausted_rate_limit_gives_primary_403(
-    start_fake: StartFake, session: aiohttp.ClientSession
+    make_fake: MakeFake, session: aiohttp.ClientSession
 ) -> None:
     """After rate_limit requests the API answers 403 with remaining 0 and a reset time."""
-    fake = await start_fake(rate_limit=2)
+    fake = await make_fake(rate_limit=2)
     fake.add_user("alice", make_gists("alice", 1))
     statuses = []
     for _ in range(3):
@@ -195,10 +178,10 @@ async def test_exhausted_rate_limit_gives_primary_403(
 
 
 async def test_missing_user_agent_is_refused_in_html(
-    start_fake: StartFake, session: aiohttp.ClientSession
+    make_fake: MakeFake, session: aiohttp.ClientSession
 ) -> None:
     """A request without User-Agent gets GitHub's 403 text/html refusal."""
-    fake = await start_fake()
+    fake = await make_fake()
     fake.add_user("alice", [])
     url = f"{fake.api_url}/users/alice/gists"
     async with session.get(url, skip_auto_headers=["User-Agent"]) as resp:
@@ -218,14 +201,14 @@ async def test_missing_user_agent_is_refused_in_html(
     ],
 )
 async def test_list_status_faults(
-    start_fake: StartFake,
+    make_fake: MakeFake,
     session: aiohttp.ClientSession,
     fault: str,
     status: int,
     headers: dict[str, str],
 ) -> None:
     """Each status fault answers with its status, headers and a JSON message."""
-    fake = await start_fake()
+    fake = await make_fake()
     fake.add_user("alice", make_gists("alice", 1))
     fake.set_list_fault("alice", fault)
     async with session.get(f"{fake.api_url}/users/alice/gists") as resp:
@@ -236,9 +219,9 @@ async def test_list_status_faults(
         assert 50 < int(resp.headers["x-ratelimit-reset"]) - time.time() <= 60
 
 
-async def test_list_body_faults(start_fake: StartFake, session: aiohttp.ClientSession) -> None:
+async def test_list_body_faults(make_fake: MakeFake, session: aiohttp.ClientSession) -> None:
     """truncated_json is a 200 that does not parse; not_array is a 200 JSON object."""
-    fake = await start_fake()
+    fake = await make_fake()
     fake.add_user("alice", make_gists("alice", 3))
     url = f"{fake.api_url}/users/alice/gists"
     fake.set_list_fault("alice", "truncated_json")
@@ -257,10 +240,10 @@ async def test_list_body_faults(start_fake: StartFake, session: aiohttp.ClientSe
 
 
 async def test_list_reset_fault_drops_the_connection(
-    start_fake: StartFake, session: aiohttp.ClientSession
+    make_fake: MakeFake, session: aiohttp.ClientSession
 ) -> None:
     """The reset fault closes the connection without a response."""
-    fake = await start_fake()
+    fake = await make_fake()
     fake.add_user("alice", make_gists("alice", 1))
     fake.set_list_fault("alice", "reset")
     with pytest.raises(aiohttp.ServerDisconnectedError):
@@ -270,10 +253,10 @@ async def test_list_reset_fault_drops_the_connection(
 
 
 async def test_list_fault_times_then_success(
-    start_fake: StartFake, session: aiohttp.ClientSession
+    make_fake: MakeFake, session: aiohttp.ClientSession
 ) -> None:
     """times=N faults only the next N list requests."""
-    fake = await start_fake()
+    fake = await make_fake()
     fake.add_user("alice", make_gists("alice", 1))
     fake.set_list_fault("alice", "503", times=2)
     statuses = []
@@ -284,10 +267,10 @@ async def test_list_fault_times_then_success(
 
 
 async def test_page_fault_hits_only_that_page(
-    start_fake: StartFake, session: aiohttp.ClientSession
+    make_fake: MakeFake, session: aiohttp.ClientSession
 ) -> None:
     """A page fault spares page 1 and hits page 2 reached through the Link URL."""
-    fake = await start_fake()
+    fake = await make_fake()
     fake.add_user("alice", make_gists("alice", 4))
     fake.set_page_fault("alice", 2, "500", times=1)
     async with session.get(f"{fake.api_url}/users/alice/gists?per_page=2") as resp:
@@ -301,10 +284,10 @@ async def test_page_fault_hits_only_that_page(
 
 
 async def test_get_gist_truncates_content_and_files(
-    start_fake: StartFake, session: aiohttp.ClientSession
+    make_fake: MakeFake, session: aiohttp.ClientSession
 ) -> None:
     """GET /gists/{id} cuts content at 1 MiB and the files map (and list items) at 300."""
-    fake = await start_fake()
+    fake = await make_fake()
     big = b"a" * (1024 * 1024 + 10)
     gists = make_gists("alice", 1, 301, content=lambda i, j: big if j == 0 else b"small")
     fake.add_user("alice", gists)
@@ -325,10 +308,10 @@ async def test_get_gist_truncates_content_and_files(
 
 
 async def test_raw_body_arrives_in_pieces_without_rate_headers(
-    start_fake: StartFake, session: aiohttp.ClientSession
+    make_fake: MakeFake, session: aiohttp.ClientSession
 ) -> None:
     """The raw host streams the exact bytes in short pieces, as text/plain, unmetered."""
-    fake = await start_fake(piece_size=100, rate_limit=10)
+    fake = await make_fake(piece_size=100, rate_limit=10)
     content = bytes(range(256)) * 40
     fake.add_user("alice", [FakeGist("1" * 20, [FakeFile("bin.dat", content)])])
     async with session.get(f"{fake.api_url}/users/alice/gists") as resp:
@@ -349,10 +332,10 @@ async def test_raw_body_arrives_in_pieces_without_rate_headers(
 
 
 async def test_raw_refuses_files_over_10_mib(
-    start_fake: StartFake, session: aiohttp.ClientSession
+    make_fake: MakeFake, session: aiohttp.ClientSession
 ) -> None:
     """Files over 10 MiB get 403 from the raw host, counted as raw_403."""
-    fake = await start_fake()
+    fake = await make_fake()
     fake.add_user("alice", make_gists("alice", 1, content=lambda i, j: b"x" * (MAX_RAW_BYTES + 1)))
     async with session.get(f"{fake.api_url}/users/alice/gists") as resp:
         raw_url = (await resp.json())[0]["files"]["gist0_file0.txt"]["raw_url"]
@@ -372,10 +355,10 @@ async def git(*args: str) -> None:
 
 
 async def test_huge_gists_list_a_git_pull_url_that_git_can_clone(
-    start_fake: StartFake, session: aiohttp.ClientSession, tmp_path: Path
+    make_fake: MakeFake, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     """A gist with a file over raw_limit, or over 300 files, clones from file:// with all files."""
-    fake = await start_fake(raw_limit=1000)
+    fake = await make_fake(raw_limit=1000)
     odd = {
         "big.bin": bytes(range(256)) * 8,
         "with space.txt": b"a b\n",
@@ -406,10 +389,10 @@ async def test_huge_gists_list_a_git_pull_url_that_git_can_clone(
 
 
 async def test_a_given_git_pull_url_is_listed_as_is(
-    start_fake: StartFake, session: aiohttp.ClientSession
+    make_fake: MakeFake, session: aiohttp.ClientSession
 ) -> None:
     """FakeGist.git_pull_url overrides the fake's own, even for a huge gist (nothing is built)."""
-    fake = await start_fake(raw_limit=10)
+    fake = await make_fake(raw_limit=10)
     url = "http://127.0.0.1:9/never.git"
     fake.add_user("alice", [FakeGist("3" * 20, [FakeFile("f.txt", b"x" * 20)], git_pull_url=url)])
     async with session.get(f"{fake.api_url}/users/alice/gists") as resp:
@@ -424,10 +407,10 @@ async def raw_url_of(fake: FakeGitHub, session: aiohttp.ClientSession, login: st
 
 
 async def test_raw_reset_fault_is_a_client_error_after_part_of_the_body(
-    start_fake: StartFake, session: aiohttp.ClientSession
+    make_fake: MakeFake, session: aiohttp.ClientSession
 ) -> None:
     """The reset fault sends about half the body, then the client gets a payload error."""
-    fake = await start_fake()
+    fake = await make_fake()
     fake.add_user("alice", [FakeGist("2" * 20, [FakeFile("f.txt", b"y" * 50_000, "reset")])])
     received = bytearray()
     with pytest.raises(aiohttp.ClientPayloadError):
@@ -440,10 +423,10 @@ async def test_raw_reset_fault_is_a_client_error_after_part_of_the_body(
 
 
 async def test_raw_fault_times_then_success(
-    start_fake: StartFake, session: aiohttp.ClientSession
+    make_fake: MakeFake, session: aiohttp.ClientSession
 ) -> None:
     """fault_times limits a file fault to its first requests; then the file is served."""
-    fake = await start_fake()
+    fake = await make_fake()
     files = [FakeFile("f.txt", b"ok", "500", fault_times=1)]
     fake.add_user("alice", [FakeGist("3" * 20, files)])
     fake.add_user("bob", [FakeGist("4" * 20, [FakeFile("g.txt", b"ok", "404", fault_times=2)])])
@@ -459,10 +442,10 @@ async def test_raw_fault_times_then_success(
 
 
 async def test_slow_fault_sleeps_between_pieces(
-    start_fake: StartFake, session: aiohttp.ClientSession
+    make_fake: MakeFake, session: aiohttp.ClientSession
 ) -> None:
     """The slow fault waits 0.2 s after each piece."""
-    fake = await start_fake(piece_size=10)
+    fake = await make_fake(piece_size=10)
     fake.add_user("alice", [FakeGist("5" * 20, [FakeFile("f.txt", b"z" * 30, "slow")])])
     raw_url = await raw_url_of(fake, session, "alice")
     started = time.monotonic()
@@ -472,10 +455,10 @@ async def test_slow_fault_sleeps_between_pieces(
 
 
 async def test_latency_overlaps_and_peak_raw_in_flight_counts_it(
-    start_fake: StartFake, session: aiohttp.ClientSession
+    make_fake: MakeFake, session: aiohttp.ClientSession
 ) -> None:
     """Concurrent raw requests wait their latency together; the peak gauge sees all of them."""
-    fake = await start_fake(latency=0.0, raw_latency=0.3)
+    fake = await make_fake(latency=0.0, raw_latency=0.3)
     fake.add_user("alice", make_gists("alice", 5))
     async with session.get(f"{fake.api_url}/users/alice/gists") as resp:
         items = await resp.json()
@@ -497,10 +480,10 @@ async def test_latency_overlaps_and_peak_raw_in_flight_counts_it(
 
 
 async def test_raw_in_flight_drops_to_zero_when_client_hangs_up(
-    start_fake: StartFake, session: aiohttp.ClientSession
+    make_fake: MakeFake, session: aiohttp.ClientSession
 ) -> None:
     """A client closing mid-body ends the handler, and the gauges go back to 0."""
-    fake = await start_fake(piece_size=1000)
+    fake = await make_fake(piece_size=1000)
     fake.add_user("alice", [FakeGist("6" * 20, [FakeFile("f.txt", b"w" * 10_000_000)])])
     raw_url = await raw_url_of(fake, session, "alice")
     resp = await session.get(raw_url)

@@ -7,7 +7,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -48,22 +48,6 @@ def serve(aiohttp_client: Any) -> Serve:
         return client
 
     return start
-
-
-@pytest.fixture
-async def make_fake() -> AsyncIterator[Callable[..., Awaitable[FakeGitHub]]]:
-    """Start fakes with latency or other options; all closed after the test."""
-    fakes: list[FakeGitHub] = []
-
-    async def start(**options: Any) -> FakeGitHub:
-        fake = FakeGitHub(**options)
-        await fake.start()
-        fakes.append(fake)
-        return fake
-
-    yield start
-    for fake in fakes:
-        await fake.close()
 
 
 def add_files(
