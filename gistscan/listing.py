@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -49,17 +50,32 @@ async def pages(
     """Yield the user's list pages in order, following `rel="next"` exactly as given.
 
     `first`, when the caller already fetched page one (the server does, to answer with a
-    real status before streaming), is yielded without asking again. Raises `ListingError`.
+    real status before streaming), is yielded without asking again. The next page is
+    requested as soon as a page arrives, so its latency overlaps the downloads of this
+    page's files; closing the generator cancels that request. Raises `ListingError`.
     """
     page = first or await first_page(github, username, per_page=per_page)
     seen = {page.url}
-    yield page
-    while page.next_url is not None:
-        if page.next_url in seen:  # a Link loop would never end
-            raise ListingError("invalid_response", f"GitHub's Link header loops to {page.next_url}")
-        seen.add(page.next_url)
-        page = await github.get_page(page.next_url)
-        yield page
+    while True:
+        upcoming: asyncio.Task[Page] | None = None
+        if page.next_url is not None:
+            if page.next_url in seen:  # a Link loop would never end
+                raise ListingError(
+                    "invalid_response", f"GitHub's Link header loops to {page.next_url}"
+                )
+            seen.add(page.next_url)
+            upcoming = asyncio.create_task(github.get_page(page.next_url))
+        try:
+            yield page
+            if upcoming is None:
+                return
+            page = await upcoming
+        finally:
+            if upcoming is not None:
+                if not upcoming.done():
+                    upcoming.cancel()
+                elif not upcoming.cancelled():
+                    upcoming.exception()  # retrieved: a closed listing raises nothing
 
 
 async def gists(pages: AsyncGenerator[Page, None]) -> AsyncGenerator[Gist, None]:

@@ -82,7 +82,7 @@ async def test_many_pages_scanned_completely_and_exactly(fake: FakeGitHub) -> No
 
 
 async def test_downloads_overlap_listing_and_respect_concurrency(make_fake: MakeFake) -> None:
-    """Raw downloads start before the last page is listed; never more than --concurrency at once."""
+    """Downloads overlap the listing (pages prefetched); never more than --concurrency at once."""
     fake = await make_fake(latency=0.05, raw_latency=0.02)
     fake.add_user("slow", make_gists("slow", 500, 1))
     run = await gistscan(*search(fake, "slow", "gist", "--concurrency", "3", "--json"))
@@ -90,6 +90,9 @@ async def test_downloads_overlap_listing_and_respect_concurrency(make_fake: Make
     first_raw = min(t for t, _ in fake.raw_started)
     last_page = max(t for t, _ in fake.list_served)
     assert first_raw < last_page
+    # The next page is asked for as soon as one arrives, not when its files run out.
+    page_two = sorted(t for t, _ in fake.list_served)[1]
+    assert page_two < sorted(t for t, _ in fake.raw_started)[50]
     assert fake.peak_raw_in_flight == 3
     assert fake.requests["raw"] == 500
 
