@@ -22,7 +22,14 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from gistscan import listing, openapi
 from gistscan.cache import MemoryCache
-from gistscan.config import MAX_PATTERN_LENGTH, Query, Settings, check_username, compile_pattern
+from gistscan.config import (
+    MAX_PATTERN_LENGTH,
+    MAX_UNROLLED,
+    Query,
+    Settings,
+    check_username,
+    compile_pattern,
+)
 from gistscan.errors import ListingError, UsageError
 from gistscan.github import GitHub
 from gistscan.pipeline import first_page, make_github, search
@@ -56,7 +63,7 @@ class ServerConfig:
     # `regex` copies an item m times for `{m}`/`{m,}`/`{m,n}` when compiling, so a short
     # pattern like `a{100000000}` costs gigabytes and seconds: this bounds the unrolled
     # size (about 250 bytes an item, and `regex` keeps its last 500 patterns).
-    max_pattern_unrolled: int = 2_000
+    max_pattern_unrolled: int = MAX_UNROLLED
     # Match records kept for one buffered (POST JSON) answer; the scan stops there.
     max_buffered_matches: int = 1000
     max_body_bytes: int = 64 * 1024
@@ -83,11 +90,14 @@ class ServerConfig:
         ):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be a positive integer", field=name)
-        if self.max_pattern_length > MAX_PATTERN_LENGTH:
-            raise UsageError(
-                f"max_pattern_length is at most {MAX_PATTERN_LENGTH} (the engine's limit)",
-                field="max_pattern_length",
-            )
+        # The pipeline checks patterns against the engine's limits again: a server limit
+        # above them would let a pattern through here and fail it after the stream started.
+        for name, limit in (
+            ("max_pattern_length", MAX_PATTERN_LENGTH),
+            ("max_pattern_unrolled", MAX_UNROLLED),
+        ):
+            if getattr(self, name) > limit:
+                raise UsageError(f"{name} is at most {limit} (the engine's limit)", field=name)
         if self.matching_threads is not None and self.matching_threads < 1:
             raise UsageError(
                 "matching_threads must be a positive integer", field="matching_threads"

@@ -888,6 +888,7 @@ def test_config_from_env() -> None:
         ("GISTSCAN_MAX_CONCURRENT_SEARCHES", "many", "GISTSCAN_MAX_CONCURRENT_SEARCHES='many'"),
         ("GISTSCAN_MAX_CONCURRENT_SEARCHES", "0", "GISTSCAN_MAX_CONCURRENT_SEARCHES"),
         ("GISTSCAN_MAX_PATTERN_LENGTH", "5000", "at most 1000"),
+        ("GISTSCAN_MAX_PATTERN_UNROLLED", "5000", "at most 2000"),
         ("GISTSCAN_SEARCH_DEADLINE", "-1", "GISTSCAN_SEARCH_DEADLINE"),
         ("GISTSCAN_API_URL", "ftp://x", "http://"),
     ],
