@@ -92,6 +92,10 @@ class GitHub:
             headers["Authorization"] = f"Bearer {self.token}"
         return headers
 
+    async def _back_off(self, attempt: int) -> None:
+        """Wait before retry number `attempt` + 1: exponential, with jitter."""
+        await asyncio.sleep(self.backoff * 2**attempt * random.uniform(0.5, 1.5))
+
     async def _with_retries(self, attempt: Callable[[], Awaitable[T]]) -> T:
         for n in range(self.retries + 1):
             try:
@@ -99,8 +103,7 @@ class GitHub:
             except _Retry as retry:
                 if n == self.retries:
                     raise retry.error from None
-                delay = self.backoff * 2**n * random.uniform(0.5, 1.5)
-                await asyncio.sleep(delay)
+                await self._back_off(n)
         raise AssertionError("unreachable")
 
     async def get_page(self, url: str) -> Page:
@@ -185,7 +188,7 @@ class GitHub:
             except _Retry as retry:
                 if n == self.retries:
                     raise retry.error from None
-                await asyncio.sleep(self.backoff * 2**n * random.uniform(0.5, 1.5))
+                await self._back_off(n)
 
     async def _raw_once(
         self, url: str, chunk_size: int, *, skip: int, size: int | None

@@ -92,22 +92,21 @@ def plan(pattern: regex.Pattern[str]) -> Plan:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             tree = sre_parse.parse(pattern.pattern, flags)
-        walker = _Walker(tree.state.flags)
-        consumed, examined, newline = walker.sequence(list(tree), tree.state.flags)
+        walker = _Walker()
+        _consumed, examined, newline = walker.sequence(list(tree), tree.state.flags)
     except Exception:  # any surprise in a private parser means: do not trust the analysis
         return UNKNOWN_PLAN
     if walker.brace:
         return UNKNOWN_PLAN
     width = None if examined == _INF else int(examined) + 1
     behind = None if walker.behind == _INF else int(walker.behind) + 1
-    del consumed
     return Plan(width=width, behind=behind, line_local=not newline)
 
 
 class _Walker:
     """Walks a stdlib parse tree: widths (consumed, examined), look-behind reach, newlines."""
 
-    def __init__(self, flags: int) -> None:
+    def __init__(self) -> None:
         self.behind: float = 0
         self.brace = False
         self.groups: dict[int, tuple[float, bool]] = {}
