@@ -71,28 +71,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--api-url",
-        default=os.environ.get("GISTSCAN_API_URL") or DEFAULT_API_URL,
         metavar="URL",
-        help="GitHub API root (default: $GISTSCAN_API_URL or %(default)s)",
+        help=f"GitHub API root (default: $GISTSCAN_API_URL or {DEFAULT_API_URL})",
     )
     s.add_argument(
-        "--concurrency", type=_positive_int, default=8, metavar="N",
+        "--concurrency", type=_positive_int, metavar="N",
         help="downloads in flight (default 8)",
     )  # fmt: skip
     s.add_argument(
-        "--chunk-size", type=_positive_int, default=65536, metavar="BYTES",
+        "--chunk-size", type=_positive_int, metavar="BYTES",
         help="read size (default 65536)",
     )  # fmt: skip
     s.add_argument(
-        "--timeout", type=_positive_float, default=2.0, metavar="SECONDS",
+        "--timeout", type=_positive_float, metavar="SECONDS",
         help="regex time budget per file, CPU seconds (default 2)",
     )  # fmt: skip
     s.add_argument(
-        "--max-carry", type=_positive_int, default=1024 * 1024, metavar="CHARS",
+        "--max-carry", type=_positive_int, metavar="CHARS",
         help="most text kept to decide a match across chunks (default 1048576)",
     )  # fmt: skip
     s.add_argument(
-        "--retries", type=int, default=3, choices=range(11), metavar="N",
+        "--retries", type=int, choices=range(11), metavar="N",
         help="retries of a failed request, 0-10 (default 3)",
     )  # fmt: skip
     s.add_argument(
@@ -127,14 +126,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_matches=args.max_count,
         )
         query.validate()
-        settings = Settings(
-            api_url=args.api_url,
-            token=os.environ.get("GITHUB_TOKEN") or None,
-            concurrency=args.concurrency,
-            chunk_size=args.chunk_size,
-            regex_timeout=args.timeout,
-            max_carry=args.max_carry,
-            retries=args.retries,
+        flags = {
+            "api_url": args.api_url,
+            "concurrency": args.concurrency,
+            "chunk_size": args.chunk_size,
+            "regex_timeout": args.timeout,
+            "max_carry": args.max_carry,
+            "retries": args.retries,
+        }
+        # The GISTSCAN_* variables apply as they do to `serve`; a flag given wins.
+        settings = Settings.from_env(
+            os.environ, **{name: value for name, value in flags.items() if value is not None}
         )
     except UsageError as exc:
         print(f"gistscan: {exc.message}", file=sys.stderr)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from re import _constants as sre_c  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
@@ -144,6 +146,9 @@ class Query:
 class Settings:
     """How a scan runs. Every stage takes what it needs from here as keyword arguments.
 
+    `Settings.from_env()` reads the `GISTSCAN_*` variables of `SETTINGS_ENV` (and
+    `GITHUB_TOKEN`), as the command line and the server do.
+
     Timeouts say their scope: `regex_timeout` is the matching time budget of one file
     (CPU seconds, summed over its chunks); `request_timeout` bounds one HTTP request
     (connect and each read); `deadline` bounds one whole search (wall seconds). `None`
@@ -151,7 +156,8 @@ class Settings:
     """
 
     api_url: str = DEFAULT_API_URL
-    token: str | None = None
+    # Never in repr (logs, tracebacks, error messages): a token is a credential.
+    token: str | None = field(default=None, repr=False)
     concurrency: int = 8
     chunk_size: int = 64 * 1024
     max_carry: int = 1024 * 1024
@@ -166,14 +172,93 @@ class Settings:
     def __post_init__(self) -> None:
         for name in ("concurrency", "chunk_size", "max_carry", "per_page"):
             if getattr(self, name) < 1:
-                raise UsageError(f"{name.replace('_', ' ')} must be a positive integer")
+                raise UsageError(f"{name} must be a positive integer", field=name)
         if self.per_page > 100:
-            raise UsageError("per page is at most 100")
+            raise UsageError("per_page is at most 100 (GitHub's limit)", field="per_page")
         if self.retries < 0:
-            raise UsageError("retries must not be negative")
+            raise UsageError("retries must not be negative", field="retries")
         for name in ("regex_timeout", "request_timeout", "deadline"):
             value = getattr(self, name)
             if value is not None and not value > 0:
-                raise UsageError(f"{name.replace('_', ' ')} must be a positive number of seconds")
+                raise UsageError(f"{name} must be a positive number of seconds", field=name)
         if not self.api_url.startswith(("http://", "https://")):
-            raise UsageError(f"the API URL must start with http:// or https://: {self.api_url!r}")
+            raise UsageError(
+                f"the API URL must start with http:// or https://: {self.api_url!r}",
+                field="api_url",
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from environment variables (`SETTINGS_ENV`), then `overrides` (flags win).
+
+        Unset variables keep their defaults. Raises `UsageError` naming the variable (or the
+        field, for an override) whose value is wrong.
+        """
+        values = read_env(SETTINGS_ENV, os.environ if environ is None else environ)
+        try:
+            return cls(**(values | overrides))
+        except UsageError as exc:
+            raise blame_variable(exc, SETTINGS_ENV, set(overrides)) from exc
+
+
+def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    return lambda raw: None if raw.lower() in ("", "none", "off") else parse(raw)
+
+
+# Value kind -> (parser, what the parser expects, for an error message).
+ENV_KINDS: dict[str, tuple[Callable[[str], Any], str]] = {
+    "int": (int, "an integer"),
+    "float": (float, "a number"),
+    "str": (str, "a string"),
+    "token": (lambda raw: raw or None, "a token"),
+    "optional_int": (_optional(int), "an integer or 'none'"),
+    "optional_float": (_optional(float), "a number of seconds or 'none'"),
+}
+
+# Environment variable -> (Settings field, value kind). The README lists them with defaults;
+# `gistscan search`, `gistscan serve` and `Settings.from_env()` all read them.
+SETTINGS_ENV: dict[str, tuple[str, str]] = {
+    "GITHUB_TOKEN": ("token", "token"),
+    "GISTSCAN_API_URL": ("api_url", "str"),
+    "GISTSCAN_CONCURRENCY": ("concurrency", "int"),
+    "GISTSCAN_CHUNK_SIZE": ("chunk_size", "int"),
+    "GISTSCAN_MAX_CARRY": ("max_carry", "int"),
+    "GISTSCAN_REGEX_TIMEOUT": ("regex_timeout", "optional_float"),
+    "GISTSCAN_REQUEST_TIMEOUT": ("request_timeout", "optional_float"),
+    "GISTSCAN_RETRIES": ("retries", "int"),
+    "GISTSCAN_BACKOFF": ("backoff", "float"),
+    "GISTSCAN_PER_PAGE": ("per_page", "int"),
+    "GISTSCAN_USER_AGENT": ("user_agent", "str"),
+}
+
+
+def read_env(table: Mapping[str, tuple[str, str]], environ: Mapping[str, str]) -> dict[str, Any]:
+    """The fields `table` maps from the variables set in `environ`, parsed by their kind.
+
+    Raises `UsageError` naming the variable whose value does not parse.
+    """
+    values: dict[str, Any] = {}
+    for variable, (name, kind) in table.items():
+        raw = environ.get(variable)
+        if raw is None:
+            continue
+        parse, expected = ENV_KINDS[kind]
+        try:
+            values[name] = parse(raw.strip())
+        except ValueError:
+            # The token's value is never repeated in a message.
+            shown = "..." if kind == "token" else repr(raw)
+            raise UsageError(f"{variable}={shown}: expected {expected}", field=variable) from None
+    return values
+
+
+def blame_variable(
+    exc: UsageError, table: Mapping[str, tuple[str, str]], given: Collection[str] = ()
+) -> UsageError:
+    """`exc` (raised for a field) reworded to name the variable that set that field."""
+    if exc.field in given:
+        return exc
+    variable = next((v for v, (name, _) in table.items() if name == exc.field), None)
+    if variable is None:
+        return exc
+    return UsageError(f"{variable}: {exc.message}", field=variable)

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 
 @dataclass(frozen=True, slots=True)
 class Match:
@@ -64,5 +66,14 @@ def to_dict(record: Record, *, with_type: bool = True) -> dict[str, Any]:
 
 
 def encode(record: Record) -> bytes:
-    """One NDJSON line: UTF-8 JSON, `\\n`-terminated."""
-    return json.dumps(to_dict(record), ensure_ascii=False).encode() + b"\n"
+    """One NDJSON line: UTF-8 JSON, `\\n`-terminated.
+
+    orjson encodes a record 7-15 times faster than `json.dumps`, and encoding runs on the
+    server's event loop. It refuses a lone surrogate (a gist's file name may hold one, from a
+    JSON `\\ud800` escape): such a record is written with ASCII escapes instead.
+    """
+    fields = to_dict(record)
+    try:
+        return orjson.dumps(fields, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:
+        return json.dumps(fields).encode() + b"\n"

@@ -25,10 +25,13 @@ from gistscan.cache import MemoryCache
 from gistscan.config import (
     MAX_PATTERN_LENGTH,
     MAX_UNROLLED,
+    SETTINGS_ENV,
     Query,
     Settings,
+    blame_variable,
     check_username,
     compile_pattern,
+    read_env,
 )
 from gistscan.errors import ListingError, UsageError
 from gistscan.github import GitHub
@@ -117,77 +120,36 @@ class ServerConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
-        """Build the configuration from environment variables (see `ENV`); unset ones keep
-        their defaults. Raises `UsageError` naming the variable whose value is wrong."""
+        """Build the configuration from environment variables (`ENV`: the scan settings of
+        `config.SETTINGS_ENV` and the server's own `SERVER_ENV`); unset ones keep their
+        defaults. Raises `UsageError` naming the variable whose value is wrong."""
         env = os.environ if environ is None else environ
-        server: dict[str, Any] = {}
-        scan: dict[str, Any] = {}
-        for variable, (target, name, kind) in ENV.items():
-            raw = env.get(variable)
-            if raw is None:
-                continue
-            try:
-                value = _PARSERS[kind](raw.strip())
-            except ValueError:
-                raise UsageError(
-                    f"{variable}={raw!r}: expected {_KIND_NAMES[kind]}", field=variable
-                ) from None
-            (server if target == "server" else scan)[name] = value
+        settings = Settings.from_env(env)
+        server = read_env(SERVER_ENV, env)
         try:
-            return cls(settings=Settings(**scan), **server)
+            return cls(settings=settings, **server)
         except UsageError as exc:
-            culprit = next((v for v, (_, n, _) in ENV.items() if n == exc.field), None)
-            raise UsageError(f"{culprit or 'configuration'}: {exc.message}", field=culprit) from exc
+            raise blame_variable(exc, SERVER_ENV) from exc
 
 
-def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    return lambda raw: None if raw.lower() in ("", "none", "off") else parse(raw)
-
-
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    "int": int,
-    "float": float,
-    "str": str,
-    "token": lambda raw: raw or None,
-    "optional_int": _optional(int),
-    "optional_float": _optional(float),
+# Environment variable -> (ServerConfig field, value kind). README lists them with defaults.
+SERVER_ENV: dict[str, tuple[str, str]] = {
+    "GISTSCAN_MAX_CONCURRENT_SEARCHES": ("max_concurrent_searches", "int"),
+    "GISTSCAN_BUSY_RETRY_AFTER": ("busy_retry_after", "int"),
+    "GISTSCAN_SEARCH_DEADLINE": ("search_deadline", "optional_float"),
+    "GISTSCAN_MAX_PATTERN_LENGTH": ("max_pattern_length", "int"),
+    "GISTSCAN_MAX_PATTERN_UNROLLED": ("max_pattern_unrolled", "int"),
+    "GISTSCAN_MAX_BUFFERED_MATCHES": ("max_buffered_matches", "int"),
+    "GISTSCAN_MAX_BODY_BYTES": ("max_body_bytes", "int"),
+    "GISTSCAN_MAX_LIST_PAGES": ("max_list_pages", "int"),
+    "GISTSCAN_MATCHING_THREADS": ("matching_threads", "optional_int"),
+    "GISTSCAN_CACHE_PAGE_TTL": ("cache_page_ttl", "float"),
+    "GISTSCAN_CACHE_MAX_PAGES": ("cache_max_pages", "int"),
+    "GISTSCAN_CACHE_RAW_BUDGET": ("cache_raw_budget", "int"),
+    "GISTSCAN_CACHE_RAW_MAX_FILE": ("cache_raw_max_file", "int"),
 }
-_KIND_NAMES = {
-    "int": "an integer",
-    "float": "a number",
-    "str": "a string",
-    "token": "a token",
-    "optional_int": "an integer or 'none'",
-    "optional_float": "a number of seconds or 'none'",
-}
-
-# Environment variable -> (which config, field, value kind). README lists them with defaults.
-ENV: dict[str, tuple[str, str, str]] = {
-    "GITHUB_TOKEN": ("settings", "token", "token"),
-    "GISTSCAN_API_URL": ("settings", "api_url", "str"),
-    "GISTSCAN_CONCURRENCY": ("settings", "concurrency", "int"),
-    "GISTSCAN_CHUNK_SIZE": ("settings", "chunk_size", "int"),
-    "GISTSCAN_MAX_CARRY": ("settings", "max_carry", "int"),
-    "GISTSCAN_REGEX_TIMEOUT": ("settings", "regex_timeout", "optional_float"),
-    "GISTSCAN_REQUEST_TIMEOUT": ("settings", "request_timeout", "optional_float"),
-    "GISTSCAN_RETRIES": ("settings", "retries", "int"),
-    "GISTSCAN_BACKOFF": ("settings", "backoff", "float"),
-    "GISTSCAN_PER_PAGE": ("settings", "per_page", "int"),
-    "GISTSCAN_USER_AGENT": ("settings", "user_agent", "str"),
-    "GISTSCAN_MAX_CONCURRENT_SEARCHES": ("server", "max_concurrent_searches", "int"),
-    "GISTSCAN_BUSY_RETRY_AFTER": ("server", "busy_retry_after", "int"),
-    "GISTSCAN_SEARCH_DEADLINE": ("server", "search_deadline", "optional_float"),
-    "GISTSCAN_MAX_PATTERN_LENGTH": ("server", "max_pattern_length", "int"),
-    "GISTSCAN_MAX_PATTERN_UNROLLED": ("server", "max_pattern_unrolled", "int"),
-    "GISTSCAN_MAX_BUFFERED_MATCHES": ("server", "max_buffered_matches", "int"),
-    "GISTSCAN_MAX_BODY_BYTES": ("server", "max_body_bytes", "int"),
-    "GISTSCAN_MAX_LIST_PAGES": ("server", "max_list_pages", "int"),
-    "GISTSCAN_MATCHING_THREADS": ("server", "matching_threads", "optional_int"),
-    "GISTSCAN_CACHE_PAGE_TTL": ("server", "cache_page_ttl", "float"),
-    "GISTSCAN_CACHE_MAX_PAGES": ("server", "cache_max_pages", "int"),
-    "GISTSCAN_CACHE_RAW_BUDGET": ("server", "cache_raw_budget", "int"),
-    "GISTSCAN_CACHE_RAW_MAX_FILE": ("server", "cache_raw_max_file", "int"),
-}
+# Every variable the server reads.
+ENV: dict[str, tuple[str, str]] = SETTINGS_ENV | SERVER_ENV
 
 
 class SearchSlots:
