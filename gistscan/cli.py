@@ -95,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="retries of a failed request, 0-10 (default 3)",
     )  # fmt: skip
     s.add_argument(
+        "--deadline", type=_positive_float, metavar="SECONDS",
+        help="stop the whole search after SECONDS (default: none)",
+    )  # fmt: skip
+    s.add_argument(
         "--color", choices=("auto", "always", "never"), default="auto",
         help="highlight matches (default: auto, when stdout is a terminal)",
     )  # fmt: skip
@@ -133,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "regex_timeout": args.timeout,
             "max_carry": args.max_carry,
             "retries": args.retries,
+            "deadline": args.deadline,
         }
         # The GISTSCAN_* variables apply as they do to `serve`; a flag given wins.
         settings = Settings.from_env(

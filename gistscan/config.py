@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import warnings
@@ -21,15 +22,18 @@ MAX_PATTERN_LENGTH = 1000
 # compile, `a{1000000000}` the whole machine. This bounds the items a pattern unrolls to.
 MAX_UNROLLED = 2000
 
-# A GitHub login: 1-39 characters, letters, digits and single hyphens, not at either end.
-_LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}")
+# What keeps a login safe in a URL path: 1-39 ASCII letters, digits and hyphens. GitHub's
+# rules for new logins are stricter (no leading, trailing or doubled hyphen), but older
+# accounts such as `mees-`, `-Jerry-` and `0----0` exist; GitHub's 404 says the rest.
+_LOGIN = re.compile(r"[A-Za-z0-9-]{1,39}")
+GIT_PROTOCOLS = frozenset({"https", "http", "git", "ssh", "file"})
 
 
 def check_username(username: str) -> str:
-    """Return `username` when it is a valid GitHub login, else raise `UsageError`."""
+    """Return `username` when it may be a GitHub login, else raise `UsageError`."""
     if not isinstance(username, str) or not _LOGIN.fullmatch(username):
         raise UsageError(
-            f"invalid GitHub user name {username!r}: 1-39 letters, digits and single inner hyphens",
+            f"invalid GitHub user name {username!r}: 1-39 ASCII letters, digits and hyphens",
             field="username",
         )
     return username
@@ -150,9 +154,13 @@ class Settings:
     `GITHUB_TOKEN`), as the command line and the server do.
 
     Timeouts say their scope: `regex_timeout` is the matching time budget of one file
-    (CPU seconds, summed over its chunks); `request_timeout` bounds one HTTP request
-    (connect and each read); `deadline` bounds one whole search (wall seconds). `None`
-    disables each.
+    (CPU seconds, summed over its chunks); `request_timeout` bounds connecting and each read
+    of an HTTP request; `request_total_timeout` one whole request, its retries and waits
+    included (wall seconds); `deadline` one whole search (wall seconds). `None` disables each.
+    `backoff_max` is the longest single wait before a retry (an upstream asking for longer
+    gets its error reported). `max_page_bytes` caps a list page's body, `max_pages` the pages
+    of one listing. `git_protocols` is the `:`-separated list of protocols git may clone
+    huge gists over (git's GIT_ALLOW_PROTOCOL): `https` only unless widened.
     """
 
     api_url: str = DEFAULT_API_URL
@@ -163,24 +171,43 @@ class Settings:
     max_carry: int = 1024 * 1024
     regex_timeout: float | None = 2.0
     request_timeout: float | None = 30.0
+    request_total_timeout: float | None = 120.0
     deadline: float | None = None
     retries: int = 3
     backoff: float = 0.5
+    backoff_max: float = 10.0
     per_page: int = 100
+    max_pages: int = 100
+    max_page_bytes: int = 8 * 1024 * 1024
+    git_protocols: str = "https"
     user_agent: str = "gistscan/0.1 (+https://github.com/gistscan/gistscan)"
 
     def __post_init__(self) -> None:
-        for name in ("concurrency", "chunk_size", "max_carry", "per_page"):
+        for name in ("concurrency", "chunk_size", "max_carry", "per_page", "max_pages"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be a positive integer", field=name)
         if self.per_page > 100:
             raise UsageError("per_page is at most 100 (GitHub's limit)", field="per_page")
         if self.retries < 0:
             raise UsageError("retries must not be negative", field="retries")
-        for name in ("regex_timeout", "request_timeout", "deadline"):
+        for name in ("regex_timeout", "request_timeout", "request_total_timeout", "deadline"):
             value = getattr(self, name)
-            if value is not None and not value > 0:
+            # An infinite wait would overflow the event loop's timers: None is "no limit".
+            infinite = value == math.inf and name != "regex_timeout"
+            if value is not None and (not value > 0 or infinite):
                 raise UsageError(f"{name} must be a positive number of seconds", field=name)
+        for name in ("backoff", "backoff_max"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise UsageError(f"{name} must be a number of seconds, 0 or more", field=name)
+        if self.max_page_bytes < 1024:
+            raise UsageError("max_page_bytes must be at least 1024", field="max_page_bytes")
+        protocols = self.git_protocols.split(":")
+        if not set(protocols) <= GIT_PROTOCOLS:
+            raise UsageError(
+                f"git_protocols is a ':'-separated list of {', '.join(sorted(GIT_PROTOCOLS))},"
+                f" not {self.git_protocols!r}",
+                field="git_protocols",
+            )
         if not self.api_url.startswith(("http://", "https://")):
             raise UsageError(
                 f"the API URL must start with http:// or https://: {self.api_url!r}",
@@ -225,9 +252,14 @@ SETTINGS_ENV: dict[str, tuple[str, str]] = {
     "GISTSCAN_MAX_CARRY": ("max_carry", "int"),
     "GISTSCAN_REGEX_TIMEOUT": ("regex_timeout", "optional_float"),
     "GISTSCAN_REQUEST_TIMEOUT": ("request_timeout", "optional_float"),
+    "GISTSCAN_REQUEST_TOTAL_TIMEOUT": ("request_total_timeout", "optional_float"),
     "GISTSCAN_RETRIES": ("retries", "int"),
     "GISTSCAN_BACKOFF": ("backoff", "float"),
+    "GISTSCAN_BACKOFF_MAX": ("backoff_max", "float"),
     "GISTSCAN_PER_PAGE": ("per_page", "int"),
+    "GISTSCAN_MAX_PAGES": ("max_pages", "int"),
+    "GISTSCAN_MAX_PAGE_BYTES": ("max_page_bytes", "int"),
+    "GISTSCAN_GIT_PROTOCOLS": ("git_protocols", "str"),
     "GISTSCAN_USER_AGENT": ("user_agent", "str"),
 }
 

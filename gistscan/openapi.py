@@ -189,8 +189,9 @@ def _schemas(config: ServerConfig) -> dict[str, Any]:
         },
         "Username": {
             "type": "string",
-            "pattern": "^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$",
-            "description": "a GitHub login: 1-39 letters, digits and single inner hyphens",
+            "pattern": "^[A-Za-z0-9-]{1,39}$",
+            "description": "a GitHub login: 1-39 ASCII letters, digits and hyphens (older"
+            " accounts have leading, trailing or doubled hyphens); GitHub's 404 says the rest",
         },
     }
 
@@ -219,9 +220,14 @@ def _stream_responses() -> dict[str, Any]:
     return {
         "400": _json("Invalid input, refused before any request to GitHub.", "Problem"),
         "404": _json("No such GitHub user.", "Problem"),
-        "429": _json("GitHub's rate limit is exhausted.", "Problem", retry_after=True),
+        "429": _json(
+            "GitHub's rate limit is exhausted, or it asked us to slow down.",
+            "Problem",
+            retry_after=True,
+        ),
         "502": _json("GitHub failed or answered nonsense.", "Problem"),
         "503": _json("Too many searches at once.", "Problem", retry_after=True),
+        "504": _json("The search's deadline passed before GitHub's first page came.", "Problem"),
         "default": _json("Anything else (unknown method, server fault).", "Problem"),
     }
 
@@ -369,6 +375,9 @@ def document(config: ServerConfig) -> dict[str, Any]:
                             " list (invalid_response), or the list is longer than the server"
                             " holds (too_large).",
                             "ListProblem",
+                        ),
+                        "504": _json(
+                            "The search deadline passed before the list was read.", "ListProblem"
                         ),
                         "default": _json("Unknown method, server fault.", "Problem"),
                     },

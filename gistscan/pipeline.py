@@ -13,11 +13,12 @@ from dataclasses import dataclass
 import aiohttp
 
 from gistscan import huge, listing
+from gistscan.budget import Budget
 from gistscan.cache import MemoryCache
-from gistscan.config import DEFAULT_API_URL, Query, Settings
+from gistscan.config import Query, Settings
 from gistscan.errors import ListingError
 from gistscan.files import FileDone, FileEvent, scan_file, scan_files
-from gistscan.github import GitHub, Page
+from gistscan.github import GitHub, Page, client_session
 from gistscan.listing import Gist, GistFile
 from gistscan.records import Error, Match, Record, Summary
 
@@ -36,7 +37,7 @@ def matching_executor() -> Executor:
 
 @dataclass(slots=True)
 class Progress:
-    """Counts of a search so far (SPEC §3 summary fields); updated as the search runs."""
+    """Counts of a search so far (the summary's fields); updated as the search runs."""
 
     gists: int = 0
     files: int = 0
@@ -47,9 +48,15 @@ class Progress:
 
 
 def make_github(
-    session: aiohttp.ClientSession, settings: Settings, cache: MemoryCache | None = None
+    session: aiohttp.ClientSession,
+    settings: Settings,
+    cache: MemoryCache | None = None,
+    budget: Budget | None = None,
 ) -> GitHub:
-    """The GitHub client a scan uses, from the scan's settings."""
+    """The GitHub client of one search, from its settings; its deadline starts now.
+
+    The server shares one `cache` and one `budget` between its searches.
+    """
     return GitHub(
         session,
         api_url=settings.api_url,
@@ -57,8 +64,13 @@ def make_github(
         user_agent=settings.user_agent,
         retries=settings.retries,
         backoff=settings.backoff,
+        backoff_max=settings.backoff_max,
         request_timeout=settings.request_timeout,
+        request_total_timeout=settings.request_total_timeout,
+        max_page_bytes=settings.max_page_bytes,
+        deadline=None if settings.deadline is None else time.monotonic() + settings.deadline,
         cache=cache,
+        budget=budget,
     )
 
 
@@ -76,13 +88,14 @@ async def search(
     executor: Executor | None = None,
     progress: Progress | None = None,
 ) -> AsyncGenerator[Record, None]:
-    """Yield the records of SPEC §3 for one search: matches and errors as found, then the summary.
+    """Yield the records of one search: matches and errors as found, then the summary.
 
     Raises `UsageError` (before any request) for a bad query. Every other failure is a
     record: a failing listing gives an `error` record with null ids; the summary is always
-    last. Without `github` a session is opened for this search alone. Closing the generator
-    early cancels every download in flight. `progress`, when given, is kept up to date
-    (for a live progress line).
+    last. Without `github` a session is opened for this search alone. The search ends at
+    `settings.deadline` seconds from now, or at `github`'s deadline when that is sooner (the
+    server's covers page one, fetched before). Closing the generator early cancels every
+    download in flight. `progress`, when given, is kept up to date (for a live progress line).
     """
     pattern = query.validate()
     settings = settings or Settings()
@@ -91,10 +104,16 @@ async def search(
     complete = True
     async with AsyncExitStack() as stack:
         if github is None:
-            session = await stack.enter_async_context(aiohttp.ClientSession())
+            session = await stack.enter_async_context(client_session())
             github = make_github(session, settings)
-        bytes_before = github.bytes_received
         gh = github
+        bytes_before = gh.bytes_received
+        git_bytes = 0
+
+        def received_from_git(n: int) -> None:
+            nonlocal git_bytes
+            git_bytes += n
+
         pool = executor or matching_executor()
 
         async def gist_files(
@@ -125,11 +144,6 @@ async def search(
                 executor=pool,
             )
 
-        # GitHub's gists clone over https; another API root (a fake, an Enterprise server)
-        # may hand out http:// or file:// URLs too. Never ssh or ext: no keys, no commands.
-        github_com = settings.api_url.rstrip("/") == DEFAULT_API_URL
-        git_protocols = "https" if github_com else "https:http:file"
-
         def scan(item: GistFile | Gist) -> AsyncGenerator[FileEvent, None]:
             if isinstance(item, GistFile):
                 return scan_chunks(raw(item), item)
@@ -139,14 +153,24 @@ async def search(
                 scan=scan_chunks,
                 chunk_size=settings.chunk_size,
                 clone_timeout=huge.CLONE_TIMEOUT,
-                protocols=git_protocols,
+                protocols=settings.git_protocols,
+                received=received_from_git,
             )
 
-        pages = listing.pages(gh, query.username, per_page=settings.per_page, first=first)
+        pages = listing.pages(
+            gh,
+            query.username,
+            per_page=settings.per_page,
+            max_pages=settings.max_pages,
+            first=first,
+        )
         gists = listing.gists(pages)
         files = gist_files(gists)
         events = scan_files(files, scan, concurrency=settings.concurrency)
-        deadline = None if settings.deadline is None else started + settings.deadline
+        deadline = gh.deadline
+        if settings.deadline is not None:
+            ours = started + settings.deadline
+            deadline = ours if deadline is None else min(deadline, ours)
         async with aclosing(events):
             while True:
                 try:
@@ -161,7 +185,8 @@ async def search(
                         None,
                         None,
                         "deadline_exceeded",
-                        f"the search ran out of its {settings.deadline:g} s deadline",
+                        "the search ran out of its deadline"
+                        + (f" ({settings.deadline:g} s)" if settings.deadline else ""),
                     )
                     break
                 except ListingError as exc:
@@ -169,7 +194,7 @@ async def search(
                     complete = False
                     yield Error(None, None, exc.code, exc.message)
                     break
-                counts.bytes = gh.bytes_received - bytes_before
+                counts.bytes = gh.bytes_received - bytes_before + git_bytes
                 if isinstance(event, FileDone):
                     if event.outcome == "scanned":
                         counts.files += 1
@@ -189,7 +214,7 @@ async def search(
                 ):
                     complete = False
                     break
-        counts.bytes = gh.bytes_received - bytes_before
+        counts.bytes = gh.bytes_received - bytes_before + git_bytes
         yield Summary(
             username=query.username,
             pattern=query.pattern,

@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from gistscan import listing, openapi
+from gistscan.budget import Budget
 from gistscan.cache import MemoryCache
 from gistscan.config import (
     MAX_PATTERN_LENGTH,
@@ -34,7 +35,7 @@ from gistscan.config import (
     read_env,
 )
 from gistscan.errors import ListingError, UsageError
-from gistscan.github import GitHub
+from gistscan.github import GitHub, client_session
 from gistscan.pipeline import first_page, make_github, search
 from gistscan.records import Error, Match, Record, Summary, encode, to_dict
 
@@ -177,6 +178,7 @@ class SearchSlots:
 CONFIG = web.AppKey("config", ServerConfig)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 CACHE = web.AppKey("cache", MemoryCache)
+BUDGET = web.AppKey("budget", Budget)
 MATCHING = web.AppKey("matching", ThreadPoolExecutor)
 SLOTS = web.AppKey("search_slots", SearchSlots)
 
@@ -211,7 +213,8 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
         max_workers=config.matching_threads or os.cpu_count() or 2,
         thread_name_prefix="gistscan-match",
     )
-    async with aiohttp.ClientSession() as session:
+    app[BUDGET] = Budget()
+    async with client_session() as session:
         app[SESSION] = session
         yield
     # A thread cannot be stopped: wait for the chunks still being matched (each bounded by
@@ -310,7 +313,7 @@ async def json_errors(
 
 def _listing_refusal(exc: ListingError, body: dict[str, Any]) -> Refused:
     """GitHub's listing failed before any answer started: say so with a real status."""
-    status = {"not_found": 404, "rate_limited": 429}.get(exc.code, 502)
+    status = {"not_found": 404, "rate_limited": 429, "deadline_exceeded": 504}.get(exc.code, 502)
     headers = {}
     if exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
@@ -371,7 +374,7 @@ async def _search(request: web.Request, query: Query, *, stream: bool) -> web.St
         raise _bad_request(exc) from None
     settings = config.scan_settings
     with app[SLOTS].hold(config.busy_retry_after):
-        github = make_github(app[SESSION], settings, app[CACHE])
+        github = make_github(app[SESSION], settings, app[CACHE], app[BUDGET])
         try:
             first = await first_page(github, query, settings)
         except ListingError as exc:
@@ -462,7 +465,8 @@ async def user_gists(request: web.Request) -> web.Response:
         page, per_page = page_from_params(request.query)
     except UsageError as exc:
         raise Refused(400, {"error": "invalid_request", "message": exc.message}) from None
-    github = make_github(app[SESSION], config.settings, app[CACHE])
+    # Under the search deadline too: a hostile upstream cannot hold this request open.
+    github = make_github(app[SESSION], config.scan_settings, app[CACHE], app[BUDGET])
     try:
         if page is None and per_page is None:
             items = await _whole_list(github, username, config)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.fake_github import FakeGitHub
+from tests.hostile_github import HostileGitHub
 
 
 @pytest.fixture
@@ -37,4 +38,17 @@ async def make_fake() -> AsyncIterator[MakeFake]:
 
     yield start
     for github in fakes:
+        await github.close()
+
+
+@pytest.fixture
+async def hostile(tmp_path: Any) -> AsyncIterator[HostileGitHub]:
+    """A started hostile fake GitHub; its git URLs point into `tmp_path / "evil"`."""
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    github = HostileGitHub(str(evil))
+    await github.start()
+    try:
+        yield github
+    finally:
         await github.close()

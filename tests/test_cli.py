@@ -171,7 +171,7 @@ async def test_binary_files_are_skipped(fake: FakeGitHub) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["search", "bad--name", "x"], "invalid GitHub user name"),
+        (["search", "bad.name", "x"], "invalid GitHub user name"),
         (["search", "octo", ""], "pattern is empty"),
         (["search", "octo", "(unclosed"], "does not compile"),
         (["search", "octo", "x" * 1001], "1001 characters long"),

@@ -12,7 +12,7 @@ import pytest
 from aioresponses import aioresponses
 
 from gistscan.errors import FetchError, ListingError
-from gistscan.github import GitHub, _next_link
+from gistscan.github import GitHub
 
 API = "https://api.github.test"
 LIST = f"{API}/users/octo/gists?per_page=100"
@@ -162,11 +162,3 @@ async def test_raw_403_is_too_large_only_for_files_over_the_limit(
             async for _ in github.iter_raw(RAW, chunk_size=10, size=size):
                 pass
     assert raised.value.code == code
-
-
-def test_next_link_is_taken_verbatim() -> None:
-    """Only rel="next" counts, and its URL is returned exactly as written."""
-    header = '<https://x/a?p=1>; rel="prev", <https://x/user/9/gists?per_page=3&page=2>; rel="next"'
-    assert _next_link(header) == "https://x/user/9/gists?per_page=3&page=2"
-    assert _next_link('<https://x/a?p=1>; rel="last"') is None
-    assert _next_link("") is None

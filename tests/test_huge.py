@@ -30,6 +30,10 @@ from tests.test_cli import gistscan
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
 
 TOKEN = r"TOKEN-\w+"
+# The fake's repositories are file:// URLs and the silent server's http://: gistscan clones
+# over https alone unless told otherwise.
+PROTOCOLS = "https:http:file"
+GIT_ENV = {"GISTSCAN_GIT_PROTOCOLS": PROTOCOLS}
 
 
 def big_file(size: int) -> tuple[bytes, list[tuple[int, int, str]]]:
@@ -127,6 +131,7 @@ async def silent() -> AsyncIterator[Silent]:
 
 async def records_of(fake: FakeGitHub, login: str, **settings: Any) -> list[Record]:
     query = Query(login, TOKEN)
+    settings = {"git_protocols": PROTOCOLS, **settings}
     async with aclosing(search(query, Settings(api_url=fake.api_url, **settings))) as stream:
         return [record async for record in stream]
 
@@ -153,7 +158,7 @@ async def test_file_over_10_mb_is_read_from_git_with_exact_matches(
     fake.add_user("huge", [FakeGist("a" * 20, [FakeFile("big.txt", content), small])])
     run = await gistscan(
         "search", "huge", TOKEN, "--api-url", fake.api_url, "--json",
-        env={"TMPDIR": str(tmp_path)},
+        env={"TMPDIR": str(tmp_path), **GIT_ENV},
     )  # fmt: skip
     assert run.code == 0, run.err
     assert matches_of(run.records) == sorted(
@@ -168,6 +173,8 @@ async def test_file_over_10_mb_is_read_from_git_with_exact_matches(
     assert {r["raw_url"] for r in big} == {listed_raw_url}
     assert run.summary["files"] == 2
     assert run.summary["complete"] is True
+    # Bytes read through git count, as raw bytes do.
+    assert run.summary["bytes"] == len(content) + len(small.content)
     assert (fake.requests["raw_403"], fake.requests["raw"]) == (1, 1)
     assert leftovers(tmp_path) == []
 
@@ -179,7 +186,7 @@ async def test_truncated_gist_unlisted_files_are_read_from_git_once(
     fake.add_user("wide", [FakeGist("b" * 20, many_files(303))])
     run = await gistscan(
         "search", "wide", TOKEN, "--api-url", fake.api_url, "--json",
-        env={"TMPDIR": str(tmp_path)},
+        env={"TMPDIR": str(tmp_path), **GIT_ENV},
     )  # fmt: skip
     assert run.code == 0, run.err
     assert matches_of(run.records) == [
@@ -246,7 +253,7 @@ async def test_without_git_huge_gists_are_too_large_and_the_rest_is_scanned(
     ])  # fmt: skip
     run = await gistscan(
         "search", "nogit", TOKEN, "--api-url", fake.api_url, "--json",
-        env={"PATH": str(bin_dir), "TMPDIR": str(tmp_path)},
+        env={"PATH": str(bin_dir), "TMPDIR": str(tmp_path), **GIT_ENV},
     )  # fmt: skip
     assert run.code == 2
     errors = sorted(
@@ -303,7 +310,7 @@ async def test_ctrl_c_mid_clone_kills_git_and_removes_the_clone(
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gistscan", "search", "stuck", TOKEN, "--api-url", fake.api_url,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "TMPDIR": str(tmp_path)},
+        env={**os.environ, "TMPDIR": str(tmp_path), **GIT_ENV},
     )  # fmt: skip
     await asyncio.wait_for(silent.asked.wait(), 20)
     assert len(leftovers(tmp_path)) == 1
@@ -385,15 +392,30 @@ async def test_git_chunks_are_exact_sizes_and_bytes(fake: FakeGitHub, tmp: Path)
 
 
 async def test_git_may_use_only_the_allowed_protocols(fake: FakeGitHub, tmp: Path) -> None:
-    """A git_pull_url outside GIT_ALLOW_PROTOCOL is refused by git: an upstream_error."""
+    """A git_pull_url outside the allowed protocols is refused before git runs."""
     fake.add_user("far", [FakeGist("9" * 20, many_files(301))])
     events, seen = await huge_part(fake, "far", chunk_size=1000, protocols="https")
     [error] = events
     assert isinstance(error, Error)
-    assert (error.gist_id, error.filename, error.code) == ("9" * 20, None, "upstream_error")
-    assert "'file' not allowed" in error.message
+    assert (error.gist_id, error.filename, error.code) == ("9" * 20, None, "invalid_response")
+    assert "is not a URL git may clone (allowed: https;" in error.message
     assert seen == {}
     assert leftovers(tmp) == []
+
+
+async def test_git_clones_over_https_only_by_default_whatever_the_api_root(
+    fake: FakeGitHub, tmp: Path, clones: list[str]
+) -> None:
+    """The fake is not api.github.com, and its gists clone from file://: by default, refused."""
+    assert Settings().git_protocols == "https"
+    fake.add_user("local", [FakeGist("a" * 20, many_files(301))])
+    query = Query("local", TOKEN)
+    async with aclosing(search(query, Settings(api_url=fake.api_url))) as stream:
+        records = [record async for record in stream]
+    [error] = [r for r in records if isinstance(r, Error)]
+    assert (error.filename, error.code) == (None, "invalid_response")
+    assert len([r for r in records if isinstance(r, Match)]) == 300  # the listed ones, from raw
+    assert clones == []
 
 
 async def test_raw_403_on_a_small_file_is_upstream_error_not_too_large(
