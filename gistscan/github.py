@@ -353,7 +353,7 @@ class GitHub:
                 f"{_HOST_NAMES[host]} asked us to wait; it resets in {math.ceil(wait)} s",
                 retry_after=wait,
             )
-        await asyncio.sleep(wait)
+        await self._sleep(wait)
 
     async def _pause(self, host: str, retry: _Retry, tries: int, ends: float | None) -> None:
         """The wait before try number `tries` + 2, or `retry.error` when none may follow."""
@@ -365,7 +365,11 @@ class GitHub:
         if not self._may_wait(wait, ends):
             raise retry.error
         UPSTREAM_RETRIES.labels(host).inc()
-        await asyncio.sleep(wait)
+        await self._sleep(wait)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Every wait between requests goes through here (tests record them)."""
+        await asyncio.sleep(seconds)
 
     @contextlib.asynccontextmanager
     async def _get(

@@ -330,3 +330,26 @@ async def test_cli_deadline_stops_a_trickle(hostile: HostileGitHub) -> None:
     assert result.code == 2
     assert [r["code"] for r in result.records if r["type"] == "error"] == ["deadline_exceeded"]
     assert result.summary["complete"] is False
+
+
+LEGACY = ["mees-", "gil--", "-Jerry-", "0----0", "a" * 39]
+
+
+async def test_legacy_logins_are_searched(hostile: HostileGitHub) -> None:
+    """Logins older accounts really have (leading, trailing, doubled hyphens) are searched."""
+    hostile.legacy.update(LEGACY)
+    for login in LEGACY:
+        result = await gistscan(
+            "search", "--json", "--api-url", hostile.api_url, "--", login, "needle"
+        )
+        assert result.code == 0, result.err
+        assert result.summary["matches"] == 1 and result.summary["username"] == login
+
+
+@pytest.mark.parametrize("login", ["a" * 40, "", "octo.cat", "octo/cat", "octoc\u0430t", "a_b"])
+async def test_logins_unsafe_in_a_path_are_refused_before_any_request(
+    hostile: HostileGitHub, login: str
+) -> None:
+    result = await gistscan("search", "--api-url", hostile.api_url, "--", login, "needle")
+    assert result.code == 2 and "invalid GitHub user name" in result.err
+    assert hostile.log == []

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 import regex
+from prometheus_client import REGISTRY
 
 from gistscan import huge, listing
 from gistscan.config import Query, Settings
@@ -209,6 +210,8 @@ async def test_one_clone_serves_a_big_listed_file_and_the_unlisted_ones(
     content, expected = big_file(RAW_LIMIT + 1)
     files = [FakeFile("big.txt", content), *many_files(301)]
     fake.add_user("both", [FakeGist("c" * 20, files)])
+    clones_ok = REGISTRY.get_sample_value("gistscan_git_clones_total", {"result": "ok"}) or 0
+    git_bytes = REGISTRY.get_sample_value("gistscan_downloaded_bytes_total", {"host": "git"}) or 0
     records = await records_of(fake, "both")
     found = {(r.filename, r.line_number) for r in records if isinstance(r, Match)}
     assert found == {("big.txt", n) for n, _, _ in expected} | {
@@ -220,6 +223,12 @@ async def test_one_clone_serves_a_big_listed_file_and_the_unlisted_ones(
     assert isinstance(summary := records[-1], Summary)
     assert (summary.files, summary.errors, summary.complete) == (302, 0, True)
     assert leftovers(tmp) == []
+    from_git = sum(len(f.content) for f in [files[0], *files[300:]])  # big, f299, f300
+    assert REGISTRY.get_sample_value("gistscan_git_clones_total", {"result": "ok"}) == clones_ok + 1
+    assert (
+        REGISTRY.get_sample_value("gistscan_downloaded_bytes_total", {"host": "git"})
+        == git_bytes + from_git
+    )
 
 
 async def test_raw_comes_first_even_for_a_file_listed_over_10_mb(
