@@ -549,8 +549,9 @@ def _github_message(body: bytes) -> str:
 
 def _seconds(value: str | None, *, epoch: bool = False) -> float | None:
     """Seconds from now that a `Retry-After` (seconds or an HTTP date) or, with `epoch`, an
-    `x-ratelimit-reset` (Unix seconds) names, clamped to 0..MAX_WAIT; None when absent or
-    not a time at all (`nan`, words)."""
+    `x-ratelimit-reset` (Unix seconds) names, clamped to 0..MAX_WAIT (`1e999`: an hour; a
+    time already past: 0); None when absent or not a time at all (`nan`, words, a negative
+    number of seconds)."""
     if value is None:
         return None
     try:
@@ -563,10 +564,10 @@ def _seconds(value: str | None, *, epoch: bool = False) -> float | None:
         except (TypeError, ValueError, IndexError, OverflowError):
             return None
     else:
+        if math.isnan(seconds) or (seconds < 0 and not epoch):
+            return None
         if epoch:
             seconds -= time.time()
-    if math.isnan(seconds):
-        return None
     return min(max(seconds, 0.0), MAX_WAIT)
 
 
