@@ -165,7 +165,7 @@ class GitHub:
         etag = cached.page.etag if cached is not None else None
         try:
             stored = await self._with_retries(
-                "api", ListingError, lambda ends: self._page_once(url, etag, ends)
+                "api", ListingError, lambda left: self._page_once(url, etag, left)
             )
         except ListingError as exc:
             if exc.code == "not_found" and self.cache is not None:
@@ -179,21 +179,22 @@ class GitHub:
             await self.cache.put_page(url, stored)
         return page
 
-    async def _page_once(self, url: str, etag: str | None, ends: float | None) -> StoredPage | None:
+    async def _page_once(self, url: str, etag: str | None, left: _Allowance) -> StoredPage | None:
         headers = self._api_headers()
         if etag:
             headers["If-None-Match"] = etag
-        async with self._get("api", ListingError, url, headers, ends) as resp:
+        async with self._get("api", ListingError, url, headers, left) as resp:
             if resp.status == 304 and etag:
                 return None
             if resp.status != 200:
-                raise await self._refusal(ListingError, "api", resp, what="the gist list")
+                raise await self._refusal(ListingError, "api", resp, left, what="the gist list")
             if resp.url.origin() != self._api_origin:
                 raise ListingError(
                     "invalid_response",
                     f"the gist list was redirected away from the API host, to {resp.url}",
                 )
-            body = await _read_capped(resp, self.max_page_bytes)
+            async with left.spending():
+                body = await _read_capped(resp, self.max_page_bytes)
             if body is None:
                 raise ListingError(
                     "invalid_response",
@@ -255,32 +256,32 @@ class GitHub:
     async def _download(
         self, url: str, chunk_size: int, size: int | None
     ) -> AsyncGenerator[bytes, None]:
-        ends = self._ends()
+        left = _Allowance(self.request_total_timeout)
         delivered = 0
         tries = 0
         while True:
-            await self._turn("raw", FetchError, ends)
+            await self._turn("raw", FetchError, left)
             try:
                 # aclosing: a consumer that stops early releases the response at once.
-                once = self._raw_once(url, chunk_size, skip=delivered, size=size, ends=ends)
+                once = self._raw_once(url, chunk_size, skip=delivered, size=size, left=left)
                 async with aclosing(once):
                     async for chunk in once:
                         delivered += len(chunk)
                         yield chunk
                 return
             except _Retry as retry:
-                await self._pause("raw", retry, tries, ends)
+                await self._pause("raw", retry, tries, left)
                 tries += 1
 
     async def _raw_once(
-        self, url: str, chunk_size: int, *, skip: int, size: int | None, ends: float | None
+        self, url: str, chunk_size: int, *, skip: int, size: int | None, left: _Allowance
     ) -> AsyncGenerator[bytes, None]:
         headers = {"User-Agent": self.user_agent}
-        async with self._get("raw", FetchError, url, headers, ends) as resp:
+        async with self._get("raw", FetchError, url, headers, left) as resp:
             if resp.status != 200:
                 over = size is not None and size > RAW_LIMIT
                 raise await self._refusal(
-                    FetchError, "raw", resp, what="the raw file", too_large=over
+                    FetchError, "raw", resp, left, what="the raw file", too_large=over
                 )
             coding = resp.headers.get("Content-Encoding", "").strip().lower()
             if coding not in DECODED_ENCODINGS:
@@ -291,15 +292,18 @@ class GitHub:
                 )
             content = resp.content
             while skip:  # a retry: drop what the scanner already has
-                got = await content.read(min(skip, 1 << 16))
+                async with left.spending():
+                    got = await content.read(min(skip, 1 << 16))
                 if not got:
                     return
                 self._received(len(got))
                 skip -= len(got)
-            # iter_chunked(n) yields *up to* n bytes: re-chunk to exact sizes.
+            # iter_chunked(n) yields *up to* n bytes: re-chunk to exact sizes. Only the reads
+            # are timed: the time the consumer holds a chunk is not the upstream's.
             while True:
                 try:
-                    chunk = await content.readexactly(chunk_size)
+                    async with left.spending():
+                        chunk = await content.readexactly(chunk_size)
                 except asyncio.IncompleteReadError as short:
                     if short.partial:
                         self._received(len(short.partial))
@@ -314,57 +318,52 @@ class GitHub:
 
     # -- one request, its tries and waits --------------------------------------------------------
 
-    def _ends(self) -> float | None:
-        """When a request starting now must be over (`time.monotonic()`), or None."""
-        if self.request_total_timeout is None:
-            return None
-        return time.monotonic() + self.request_total_timeout
-
     async def _with_retries(
-        self, host: str, kind: Kind, attempt: Callable[[float | None], Awaitable[T]]
+        self, host: str, kind: Kind, attempt: Callable[[_Allowance], Awaitable[T]]
     ) -> T:
-        ends = self._ends()
+        left = _Allowance(self.request_total_timeout)
         tries = 0
         while True:
-            await self._turn(host, kind, ends)
+            await self._turn(host, kind, left)
             try:
-                return await attempt(ends)
+                return await attempt(left)
             except _Retry as retry:
-                await self._pause(host, retry, tries, ends)
+                await self._pause(host, retry, tries, left)
                 tries += 1
 
-    def _may_wait(self, seconds: float, ends: float | None) -> bool:
+    def _may_wait(self, seconds: float, left: _Allowance) -> bool:
         """Whether a wait of `seconds` fits the ceiling, the request's time and the deadline."""
-        until = time.monotonic() + seconds
         return (
             seconds <= self.backoff_max
-            and (ends is None or until < ends)
-            and (self.deadline is None or until < self.deadline)
+            and (left.left is None or seconds < left.left)
+            and (self.deadline is None or time.monotonic() + seconds < self.deadline)
         )
 
-    async def _turn(self, host: str, kind: Kind, ends: float | None) -> None:
+    async def _turn(self, host: str, kind: Kind, left: _Allowance) -> None:
         """Wait until `host` may be asked again; raise `rate_limited` when that is too long."""
         wait = await self.budget.wait(host)
         if wait <= 0:
             return
-        if not self._may_wait(wait, ends):
+        if not self._may_wait(wait, left):
             raise kind(
                 "rate_limited",
                 f"{_HOST_NAMES[host]} asked us to wait; it resets in {math.ceil(wait)} s",
                 retry_after=wait,
             )
+        left.spend(wait)
         await self._sleep(wait)
 
-    async def _pause(self, host: str, retry: _Retry, tries: int, ends: float | None) -> None:
+    async def _pause(self, host: str, retry: _Retry, tries: int, left: _Allowance) -> None:
         """The wait before try number `tries` + 2, or `retry.error` when none may follow."""
         if tries >= self.retries:
             raise retry.error
         wait = min(self.backoff * 2 ** min(tries, 30) * random.uniform(0.5, 1.5), self.backoff_max)
         if retry.after is not None:
             wait = max(wait, retry.after)
-        if not self._may_wait(wait, ends):
+        if not self._may_wait(wait, left):
             raise retry.error
         UPSTREAM_RETRIES.labels(host).inc()
+        left.spend(wait)
         await self._sleep(wait)
 
     async def _sleep(self, seconds: float) -> None:
@@ -373,24 +372,24 @@ class GitHub:
 
     @contextlib.asynccontextmanager
     async def _get(
-        self, host: str, kind: Kind, url: str, headers: dict[str, str], ends: float | None
+        self, host: str, kind: Kind, url: str, headers: dict[str, str], left: _Allowance
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """GET `url` (exactly as given); count it; note the API's rate limit; translate
-        aiohttp's failures, transient ones wrapped in `_Retry`."""
+        """GET `url` (exactly as given) within the request's allowance (its body is read by
+        the caller, within it too); count it; note the API's rate limit; translate aiohttp's
+        failures, transient ones wrapped in `_Retry`."""
         answered = False
-        total = None if ends is None else ends - time.monotonic()
-        if total is not None and total <= 0:
-            raise kind("upstream_error", f"{url}: {self._timed_out(ends)}", url=url)
         timeout = aiohttp.ClientTimeout(
-            total=total, sock_connect=self.request_timeout, sock_read=self.request_timeout
+            total=None, sock_connect=self.request_timeout, sock_read=self.request_timeout
         )
         try:
-            async with self.session.get(
-                URL(url, encoded=True),
-                headers=headers,
-                timeout=timeout,
-                max_redirects=MAX_REDIRECTS,
-            ) as resp:
+            async with left.spending():
+                resp = await self.session.get(
+                    URL(url, encoded=True),
+                    headers=headers,
+                    timeout=timeout,
+                    max_redirects=MAX_REDIRECTS,
+                )
+            async with resp:
                 answered = True
                 UPSTREAM_REQUESTS.labels(host, str(resp.status)).inc()
                 if host == "api":
@@ -412,7 +411,7 @@ class GitHub:
         except (TimeoutError, aiohttp.ClientError) as exc:
             if not answered:
                 UPSTREAM_REQUESTS.labels(host, "error").inc()
-            reason = self._timed_out(ends) if isinstance(exc, TimeoutError) else _describe(exc)
+            reason = self._timed_out(left) if isinstance(exc, TimeoutError) else _describe(exc)
             raise _Retry(kind("upstream_error", f"{url}: {reason}", url=url)) from exc
         except ValueError as exc:
             if answered:  # raised by the code reading the answer: not ours to translate
@@ -420,8 +419,8 @@ class GitHub:
             UPSTREAM_REQUESTS.labels(host, "error").inc()
             raise kind("invalid_response", f"cannot request {url!r}: {exc}", url=url) from exc
 
-    def _timed_out(self, ends: float | None) -> str:
-        if ends is not None and time.monotonic() >= ends - 0.01:
+    def _timed_out(self, left: _Allowance) -> str:
+        if left.left is not None and left.left <= 0:
             return f"no complete answer within {self.request_total_timeout:g} s"
         return f"no answer within {self.request_timeout:g} s"
 
@@ -440,6 +439,7 @@ class GitHub:
         kind: Kind,
         host: str,
         resp: aiohttp.ClientResponse,
+        left: _Allowance,
         *,
         what: str,
         too_large: bool = False,
@@ -452,7 +452,11 @@ class GitHub:
         cloning for nothing.
         """
         status = resp.status
-        body = await _read_upto(resp, ERROR_BODY_BYTES)
+        try:
+            async with left.spending():
+                body = await _read_upto(resp, ERROR_BODY_BYTES)
+        except TimeoutError:
+            body = b""
         message = _github_message(body)
         detail = f": {message}" if message else ""
         wait = _rate_limit_wait(status, resp.headers, body)
@@ -477,11 +481,37 @@ class GitHub:
             "upstream_error", f"GitHub answered {status} for {what}{detail}", status=status
         )
         if status >= 500:
-            return _Retry(error, after=_seconds(resp.headers.get("Retry-After")))
+            after = _seconds(resp.headers.get("Retry-After"))
+            if after is not None:
+                RATE_LIMIT_WAITS.labels(host).inc()
+            return _Retry(error, after=after)
         return error
 
 
 _HOST_NAMES = {"api": "GitHub's API", "raw": "GitHub's raw host"}
+
+
+class _Allowance:
+    """The upstream time one request may still take (`left` seconds; None: no limit): its
+    connects, reads and the waits between its tries, but not the time the consumer of a raw
+    stream holds a chunk (a slow reader is not a slow upstream)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.left = seconds
+
+    def spend(self, seconds: float) -> None:
+        if self.left is not None:
+            self.left -= seconds
+
+    @contextlib.asynccontextmanager
+    async def spending(self) -> AsyncIterator[None]:
+        """Time the block against what is left; TimeoutError when it runs out."""
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self.left):
+                yield
+        finally:
+            self.spend(time.monotonic() - started)
 
 
 def _origin(url: str) -> URL | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -297,3 +298,20 @@ async def test_metrics_move_where_things_happen(make_fake: MakeFake) -> None:
     assert sample("gistscan_github_ratelimit_remaining") == 0
     reset = sample("gistscan_github_ratelimit_reset_timestamp_seconds")
     assert time.time() < reset <= time.time() + 61
+
+
+async def test_a_slow_consumer_does_not_spend_the_request_time(make_fake: MakeFake) -> None:
+    """The total time of a request counts the upstream's time, not the time our consumer
+    takes over each chunk: a reader slower than the limit still gets the whole file."""
+    fake = await make_fake()
+    fake.add_user("slowreader", make_gists("slowreader", 1))
+    async with aiohttp.ClientSession() as session:
+        github = GitHub(session, api_url=fake.api_url, request_total_timeout=0.3, retries=0)
+        page = await github.get_page(github.user_gists_url("slowreader"))
+        [entry] = page.items[0]["files"].values()
+        got = b""
+        async for chunk in github.iter_raw(entry["raw_url"], chunk_size=16):
+            got += chunk
+            await asyncio.sleep(0.1)  # five chunks: longer than the whole limit
+    assert len(got) == entry["size"] > 4 * 16
+    assert fake.requests["raw"] == 1
