@@ -227,7 +227,8 @@ class GitHub:
         downloading now is waited for and then taken from the cache (or downloaded, when it
         was too big to keep). Raises `FetchError`: `not_found`, `too_large` (a 403 for a
         file whose listed `size` is over 10 MB: GitHub's raw limit), `rate_limited`,
-        `invalid_response` (a Content-Encoding that cannot be decoded, a bad URL),
+        `invalid_response` (a Content-Encoding that cannot be decoded, a body longer than
+        the listed `size` and the raw limit, a bad URL),
         `upstream_error` (a 403 on any other file among them).
         """
         if self.cache is None:
@@ -290,14 +291,20 @@ class GitHub:
                     f"the file came with Content-Encoding {coding!r}, which cannot be decoded",
                     status=resp.status,
                 )
+            # A raw URL names one revision, whose size the listing gives: a body past it (or
+            # past the raw host's own limit, when the listing says less) never ends well.
+            limit = max(size or 0, RAW_LIMIT)
+            if (resp.content_length or 0) > limit:
+                raise _too_long(limit, size, status=resp.status)
             content = resp.content
-            while skip:  # a retry: drop what the scanner already has
+            position = 0
+            while position < skip:  # a retry: drop what the scanner already has
                 async with left.spending():
-                    got = await content.read(min(skip, 1 << 16))
+                    got = await content.read(min(skip - position, 1 << 16))
                 if not got:
                     return
                 self._received(len(got))
-                skip -= len(got)
+                position += len(got)
             # iter_chunked(n) yields *up to* n bytes: re-chunk to exact sizes. Only the reads
             # are timed: the time the consumer holds a chunk is not the upstream's.
             while True:
@@ -305,12 +312,15 @@ class GitHub:
                     async with left.spending():
                         chunk = await content.readexactly(chunk_size)
                 except asyncio.IncompleteReadError as short:
-                    if short.partial:
-                        self._received(len(short.partial))
-                        yield short.partial
+                    chunk = short.partial
+                position += len(chunk)
+                if position > limit:
+                    raise _too_long(limit, size, status=resp.status)
+                if chunk:
+                    self._received(len(chunk))
+                    yield chunk
+                if len(chunk) < chunk_size:
                     return
-                self._received(len(chunk))
-                yield chunk
 
     def _received(self, n: int) -> None:
         self.bytes_received += n
@@ -512,6 +522,15 @@ class _Allowance:
                 yield
         finally:
             self.spend(time.monotonic() - started)
+
+
+def _too_long(limit: int, size: int | None, *, status: int) -> FetchError:
+    return FetchError(
+        "invalid_response",
+        f"the raw file goes on past {limit} bytes (its listed size: {size}; GitHub's raw limit:"
+        f" {RAW_LIMIT})",
+        status=status,
+    )
 
 
 def _origin(url: str) -> URL | None:

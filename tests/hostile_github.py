@@ -346,11 +346,10 @@ class HostileGitHub:
             await resp.write(b"needle " * 10)
             await asyncio.sleep(self.stream_seconds)
             return resp
-        # Throttled (about 6 MB/s): endless all the same, without burning the test's CPU.
         if kind == "endlessraw":
-            return await self.endless(request, b"a" * 65536, delay=0.01)
+            return await self.endless(request, b"a" * 65536)
         if kind == "cl10g":
-            return await self.endless(request, b"b" * 65535 + b"\n", length=10 << 30, delay=0.01)
+            return await self.endless(request, b"b" * 65535 + b"\n", length=10 << 30)
         if kind == "403big":
             return await self.endless(request, b"x" * 65536, status=403)
         return web.Response(status=404, text="404: Not Found")

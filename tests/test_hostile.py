@@ -112,8 +112,8 @@ EXPECTED = {
     "trickleraw": Expect(files=["upstream_error"]),
     "hanglist": Expect("upstream_error"),
     "hangraw": Expect(files=["upstream_error"]),
-    "endlessraw": Expect(files=["upstream_error"]),
-    "cl10g": Expect(files=["upstream_error"]),
+    "endlessraw": Expect(files=["invalid_response"]),
+    "cl10g": Expect(files=["invalid_response"]),
     "weirdtypes": Expect(matches=4),
     "filesnotdict": Expect("invalid_response"),
     "ansi": Expect(matches=1),
@@ -353,3 +353,13 @@ async def test_logins_unsafe_in_a_path_are_refused_before_any_request(
     result = await gistscan("search", "--api-url", hostile.api_url, "--", login, "needle")
     assert result.code == 2 and "invalid GitHub user name" in result.err
     assert hostile.log == []
+
+
+@pytest.mark.parametrize("user", ["endlessraw", "cl10g"])
+async def test_a_raw_body_past_its_listed_size_is_cut(hostile: HostileGitHub, user: str) -> None:
+    """A raw URL names one revision of a known size: a body that goes on past it and past
+    GitHub's raw limit (or announces as much) is refused, bounded by bytes, not by time."""
+    result = await run(hostile, user, request_total_timeout=None)
+    [error] = result.file_errors
+    assert error.code == "invalid_response" and "goes on past 10485760 bytes" in error.message
+    assert result.summary.bytes <= 10 * 1024 * 1024
