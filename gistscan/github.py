@@ -3,14 +3,15 @@
 aiohttp's exceptions never leave this module: they become `ListingError` (a list page) or
 `FetchError` (a file's bytes), each with its stable record `code`.
 
-Every wait is bounded. A request (its tries and the waits between them) lasts at most
-`request_total_timeout` seconds, each connect or read at most `request_timeout`, and no wait
-goes past the search's `deadline`. One wait is at most `backoff_max` seconds: an upstream that
-asks for a longer one (a rate limit's Retry-After, its reset) gets its error reported instead.
-Before each request the `Budget` is consulted, so that a host that asked the whole client to
-wait (a secondary rate limit, a 429 of the raw host) is not asked again before its time. No
-body is read whole without a cap: a list page at most `max_page_bytes`, an error body a few KB;
-raw files are streamed.
+Every wait is bounded. A request (its tries and the waits between them) spends at most
+`request_total_timeout` seconds on its upstream, each connect or read at most
+`request_timeout`, and no wait goes past the search's `deadline`. One wait is at most
+`backoff_max` seconds: an upstream that asks for a longer one (a rate limit's Retry-After, its
+reset) gets its error reported instead. Before each request the `Budget` is consulted, so that
+a host that asked the whole client to wait (a secondary rate limit, a 429 of the raw host) is
+not asked again before its time. No body is read whole without a cap: a list page at most
+`max_page_bytes`, an error body a few KB; raw files are streamed, and cut past their listed
+size (or the raw limit).
 """
 
 from __future__ import annotations
@@ -84,8 +85,10 @@ class GitHub:
     `retries` bounds the extra tries of one request on connection errors, timeouts, 5xx and
     rate limits short enough to wait for; waits grow exponentially from `backoff` seconds
     (with jitter) up to `backoff_max`, and a Retry-After is honoured (a longer one ends the
-    tries). `request_timeout` bounds connecting and each read, `request_total_timeout` a whole
-    request with its retries and waits; `deadline` (a `time.monotonic()` value, or None) is
+    tries). `request_timeout` bounds connecting and each read, `request_total_timeout` the
+    upstream time of a whole request: its connects, reads and waits, not the time a consumer
+    of its raw stream holds a chunk (a raw body is bounded in bytes instead: its listed size
+    or the raw limit, whichever is larger); `deadline` (a `time.monotonic()` value, or None) is
     when the search must end: no wait goes past it, and a list page still unread then raises
     `deadline_exceeded`. `token` is sent only to the API host, whose origin is also the only
     one list pages are read from. `budget` is shared by the clients of one process, `cache`
