@@ -41,7 +41,7 @@ def big_file(size: int) -> tuple[bytes, list[tuple[int, int, str]]]:
     """About `size` bytes of text, tokens on its first, a middle and its unterminated last line.
 
     Returns the bytes and the expected (line number, column, token) of each match, from
-    the whole-buffer answer that SPEC §2 defines.
+    the whole-buffer answer (README: What counts as a match).
     """
     body = big_text(size)
     body = body[: body.rindex(b"\n") + 1]
