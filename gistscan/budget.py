@@ -20,11 +20,14 @@ class Budget:
     """When each host kind (`api`, `raw`) may be asked again, and the API's last rate limit.
 
     A host is held after it refused us for a rate limit (a secondary limit, a 429 of the raw
-    host: "the whole client should wait"), or when the API's `x-ratelimit-remaining` reached
-    0: no request goes to it before the hold ends.
+    host: "the whole client should wait"), or when the API's `x-ratelimit-remaining` fell
+    under `reserve` (at least 1: an exhausted limit always holds): no request goes to it
+    before the hold ends, the reset. Answers kept in a cache need no request, so searches
+    served from it go on.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, reserve: int = 0) -> None:
+        self.reserve = reserve
         self._until: dict[str, float] = {}  # host kind -> Unix time it may be asked again
         self.remaining: int | None = None  # the API's last x-ratelimit-remaining
         self.reset: float | None = None  # the API's last x-ratelimit-reset (Unix seconds)
@@ -42,9 +45,9 @@ class Budget:
 
     async def observe(self, remaining: int, reset: float) -> None:
         """The API's `x-ratelimit-remaining` and `-reset` of an answer: kept (and exported as
-        gauges); when nothing remains, the API is held until the reset."""
+        gauges); under the reserve (or at 0), the API is held until the reset."""
         self.remaining, self.reset = remaining, reset
         GITHUB_RATELIMIT_REMAINING.set(remaining)
         GITHUB_RATELIMIT_RESET.set(reset)
-        if remaining == 0:
+        if remaining < max(1, self.reserve):
             await self.hold("api", reset - time.time())

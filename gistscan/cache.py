@@ -1,8 +1,10 @@
 """What gistscan keeps between requests: list pages, unknown users, raw bytes, and the fetches
 in flight (so identical requests at the same time share one).
 
-The interface is async so that a second level shared between processes (Redis) can sit behind
-the memory one; `SingleFlight` stays in the process by nature.
+The interface is async so that a second level shared between processes can sit behind the
+memory one (`gistscan.shared.SharedCache`, over Redis); `SingleFlight` stays in the process
+by nature, and `lead_page` / `lead_raw` are where the shared level joins the fetches of other
+processes.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -35,6 +37,25 @@ class StoredPage:
 class CachedPage:
     page: StoredPage
     fresh: bool  # younger than the TTL: use it without asking GitHub
+
+
+@dataclass(frozen=True, slots=True)
+class RawCopy:
+    """A raw file as kept: its `size` in bytes, and `chunks(n)`, its bytes in chunks of exactly
+    n (the last one shorter). A copy in a shared store can vanish while it is read (evicted,
+    flushed, the store gone): then `chunks` ends early, and the reader, who counted fewer than
+    `size` bytes, takes the rest from GitHub."""
+
+    size: int
+    chunks: Callable[[int], AsyncGenerator[bytes, None]]
+
+    @classmethod
+    def of(cls, data: bytes) -> RawCopy:
+        async def chunks(n: int) -> AsyncGenerator[bytes, None]:
+            for i in range(0, len(data), n):
+                yield data[i : i + n]
+
+        return cls(len(data), chunks)
 
 
 class MemoryCache:
@@ -90,13 +111,15 @@ class MemoryCache:
         _count("page", cached is not None and cached.fresh)
         return cached
 
-    async def put_page(self, url: str, page: StoredPage) -> None:
-        """Keep `page` for `url` (a page larger than the whole budget is not kept)."""
+    async def put_page(self, url: str, page: StoredPage, *, age: float = 0.0) -> None:
+        """Keep `page` for `url` (a page larger than the whole budget is not kept). `age`:
+        seconds since GitHub gave it (a page read from a shared level is not new), so that no
+        level keeps a page fresh longer than the TTL from GitHub's answer."""
         self._forget_page(url)
         self._missing.pop(url, None)
         if len(page.body) > self.page_budget:
             return
-        self._pages[url] = (time.monotonic(), page)
+        self._pages[url] = (time.monotonic() - age, page)
         self.page_bytes += len(page.body)
         while len(self._pages) > self.max_pages or self.page_bytes > self.page_budget:
             _, (_, old) = self._pages.popitem(last=False)
@@ -118,26 +141,27 @@ class MemoryCache:
         _count("not_found", hit)
         return hit
 
-    async def put_not_found(self, url: str) -> None:
-        """Remember that GitHub answered 404 for `url`."""
+    async def put_not_found(self, url: str, *, age: float = 0.0) -> None:
+        """Remember that GitHub answered 404 for `url` (`age` seconds ago)."""
         self._forget_page(url)
-        self._missing[url] = time.monotonic()
+        self._missing[url] = time.monotonic() - age
         self._missing.move_to_end(url)
         while len(self._missing) > self.max_pages:
             self._missing.popitem(last=False)
 
     # -- raw bytes -----------------------------------------------------------------------------
 
-    async def raw(self, url: str) -> bytes | None:
-        """The bytes kept for raw URL `url`, or None."""
+    async def raw(self, url: str) -> RawCopy | None:
+        """The copy kept of raw URL `url`, or None."""
         data = self._raw.get(url)
         if data is not None:
             self._raw.move_to_end(url)
         _count("raw", data is not None)
-        return data
+        return None if data is None else RawCopy.of(data)
 
-    def raw_keeper(self, url: str) -> RawKeeper:
-        """A collector for a download of `url` that is kept when it completes."""
+    def raw_keeper(self, url: str, size: int | None = None) -> RawKeeper:
+        """A collector for a download of `url` (listed `size` bytes, when known) that is kept
+        when it completes."""
         return RawKeeper(self, url)
 
     async def put_raw(self, url: str, data: bytes) -> None:
@@ -150,6 +174,20 @@ class MemoryCache:
             _, old = self._raw.popitem(last=False)
             self.raw_bytes -= len(old)
 
+    # -- fetches of other processes ------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def lead_page(self, url: str) -> AsyncIterator[bool]:
+        """Around a fetch of list page `url`: whether another process was fetching it and was
+        waited for (then look in the cache again before asking GitHub). Always False here:
+        this process's identical requests already share one (`flights`)."""
+        yield False
+
+    @contextlib.asynccontextmanager
+    async def lead_raw(self, url: str, size: int | None) -> AsyncIterator[bool]:
+        """As `lead_page`, around a download of raw URL `url` (listed `size` bytes)."""
+        yield False
+
 
 class RawKeeper:
     """Collects a download's chunks for the cache; gives up past the per-file limit."""
@@ -160,7 +198,7 @@ class RawKeeper:
         self.parts: list[bytes] | None = []
         self.size = 0
 
-    def add(self, chunk: bytes) -> None:
+    async def add(self, chunk: bytes) -> None:
         if self.parts is None:
             return
         self.size += len(chunk)

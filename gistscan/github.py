@@ -33,7 +33,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from gistscan.budget import MAX_WAIT, Budget
-from gistscan.cache import MemoryCache, StoredPage
+from gistscan.cache import CachedPage, MemoryCache, RawCopy, StoredPage
 from gistscan.errors import FetchError, ListingError, UpstreamError
 from gistscan.metrics import DOWNLOADED_BYTES, RATE_LIMIT_WAITS, UPSTREAM_REQUESTS, UPSTREAM_RETRIES
 
@@ -160,11 +160,31 @@ class GitHub:
             raise ListingError(
                 "invalid_response", f"a list page link leaves the API host {self.api_url}: {url}"
             )
-        cached = await self.cache.page(url) if self.cache else None
+        if self.cache is None:
+            return await self._fetch_page(url, None)
+        kept = await self._kept_page(url)
+        if isinstance(kept, Page):
+            return kept
+        async with self.cache.lead_page(url) as waited:
+            if waited:  # another process fetched it meanwhile: its answer is likely kept now
+                kept = await self._kept_page(url)
+                if isinstance(kept, Page):
+                    return kept
+            return await self._fetch_page(url, kept)
+
+    async def _kept_page(self, url: str) -> Page | CachedPage | None:
+        """The page kept fresh, else the stale copy to revalidate (or None); raises
+        `not_found` for a 404 remembered."""
+        assert self.cache is not None
+        cached = await self.cache.page(url)
         if cached is not None and cached.fresh:
             return _parse_page(url, cached.page)
-        if self.cache is not None and cached is None and await self.cache.not_found(url):
+        if cached is None and await self.cache.not_found(url):
             raise ListingError("not_found", "the gist list was not found (404, remembered)")
+        return cached
+
+    async def _fetch_page(self, url: str, cached: CachedPage | None) -> Page:
+        """Ask GitHub (with `cached`'s ETag, if any) and keep the answer."""
         etag = cached.page.etag if cached is not None else None
         try:
             stored = await self._with_retries(
@@ -227,41 +247,65 @@ class GitHub:
 
         A download that breaks off is retried from where it stopped (bytes already
         yielded are skipped, never yielded twice). With a cache, a file another search is
-        downloading now is waited for and then taken from the cache (or downloaded, when it
-        was too big to keep). Raises `FetchError`: `not_found`, `too_large` (a 403 for a
-        file whose listed `size` is over 10 MB: GitHub's raw limit), `rate_limited`,
-        `invalid_response` (a Content-Encoding that cannot be decoded, a body longer than
-        the listed `size` and the raw limit, a bad URL),
-        `upstream_error` (a 403 on any other file among them).
+        downloading now (in this process, or in another one sharing the cache) is waited for
+        and then taken from the cache (or downloaded, when it was too big to keep); a shared
+        copy that vanishes mid-read is finished from GitHub. Raises `FetchError`: `not_found`,
+        `too_large` (a 403 for a file whose listed `size` is over 10 MB: GitHub's raw limit),
+        `rate_limited`, `invalid_response` (a Content-Encoding that cannot be decoded, a body
+        longer than the listed `size` and the raw limit, a bad URL), `upstream_error` (a 403
+        on any other file among them).
         """
-        if self.cache is None:
+        cache = self.cache
+        if cache is None:
             async with aclosing(self._download(url, chunk_size, size)) as chunks:
                 async for chunk in chunks:
                     yield chunk
             return
+        copy = await self._kept_raw(url)
+        if copy is None:
+            with cache.flights.running(url):
+                async with cache.lead_raw(url, size) as waited:
+                    # Another process downloaded it meanwhile: likely kept now.
+                    copy = await cache.raw(url) if waited else None
+                    if copy is None:
+                        keep = cache.raw_keeper(url, size)
+                        async with aclosing(self._download(url, chunk_size, size)) as chunks:
+                            async for chunk in chunks:
+                                await keep.add(chunk)
+                                yield chunk
+                        await keep.done()
+                        return
+        sent = 0
+        async with aclosing(copy.chunks(chunk_size)) as chunks:
+            async for chunk in chunks:
+                sent += len(chunk)
+                yield chunk
+        if sent < copy.size:
+            # The shared copy vanished mid-read (evicted, flushed, its store gone): the rest
+            # from GitHub. `sent` is a whole number of chunks, so the chunks stay exact.
+            async with aclosing(self._download(url, chunk_size, size, skip=sent)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+
+    async def _kept_raw(self, url: str) -> RawCopy | None:
+        """The copy kept of `url`, after waiting out this process's download of it if one
+        runs; None when there is none (and none runs: the caller may start one at once)."""
+        assert self.cache is not None
         while True:
-            data = await self.cache.raw(url)
-            if data is not None:
-                for i in range(0, len(data), chunk_size):
-                    yield data[i : i + chunk_size]
-                return
+            copy = await self.cache.raw(url)
+            if copy is not None:
+                return copy
             busy = self.cache.flights.busy(url)
             if busy is None:
-                break
+                return None
             await busy.wait()  # bounded: that download's own request limits bound it
-        with self.cache.flights.running(url):
-            keep = self.cache.raw_keeper(url)
-            async with aclosing(self._download(url, chunk_size, size)) as chunks:
-                async for chunk in chunks:
-                    keep.add(chunk)
-                    yield chunk
-            await keep.done()
 
     async def _download(
-        self, url: str, chunk_size: int, size: int | None
+        self, url: str, chunk_size: int, size: int | None, *, skip: int = 0
     ) -> AsyncGenerator[bytes, None]:
+        """The file's bytes from GitHub, the first `skip` left out."""
         left = _Allowance(self.request_total_timeout)
-        delivered = 0
+        delivered = skip
         tries = 0
         while True:
             await self._turn("raw", FetchError, left)
@@ -358,9 +402,12 @@ class GitHub:
         if wait <= 0:
             return
         if not self._may_wait(wait, left):
+            why = "asked us to wait"
+            if host == "api" and self.budget.reserve > 1:
+                why += f" or has fewer than the {self.budget.reserve} requests kept in reserve"
             raise kind(
                 "rate_limited",
-                f"{_HOST_NAMES[host]} asked us to wait; it resets in {math.ceil(wait)} s",
+                f"{_HOST_NAMES[host]} {why}; it resets in {math.ceil(wait)} s",
                 retry_after=wait,
             )
         left.spend(wait)

@@ -79,3 +79,25 @@ FILE_ERRORS = Counter(
     "Error records of single files, by code (regex_timeout, carry_overflow, ...).",
     ["code"],
 )
+
+# -- the shared level (Redis; only moved when GISTSCAN_REDIS_URL is set) -------------------------
+
+REDIS_UP = Gauge(
+    "gistscan_redis_up",
+    "1 while the shared Redis answers, 0 during an outage (the replica serves from its memory"
+    " cache and GitHub meanwhile).",
+)
+REDIS_OUTAGES = Counter(
+    "gistscan_redis_outages", "Outages of the shared Redis seen: down, too slow, or refusing."
+)
+REDIS_ERRORS = Counter(
+    "gistscan_redis_errors",
+    "Redis commands that failed, by kind (connection, timeout, response).",
+    ["kind"],
+)
+REDIS_LOOKUPS = Counter(
+    "gistscan_redis_lookups",
+    "Lookups in Redis after a memory miss, by kind (page, raw, not_found) and result (hit:"
+    " answered without GitHub; miss); none while Redis is down.",
+    ["kind", "result"],
+)

@@ -1,14 +1,15 @@
-"""Shared fixtures: a fake GitHub on loopback for every test that needs one."""
+"""Shared fixtures: a fake GitHub on loopback for every test that needs one, and a real Redis."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 
 from tests.fake_github import FakeGitHub
 from tests.hostile_github import HostileGitHub
+from tests.redis_server import RedisServer
 
 
 @pytest.fixture
@@ -52,3 +53,18 @@ async def hostile(tmp_path: Any) -> AsyncIterator[HostileGitHub]:
         yield github
     finally:
         await github.close()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port, empty; stopped after the test. Never
+    skipped: without redis-server installed, the test fails saying how to install it."""
+    try:
+        server = RedisServer()
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
