@@ -79,8 +79,10 @@ class GitHub:
         self.cache = cache
         self.bytes_received = 0
 
-    def user_gists_url(self, username: str, per_page: int = 100) -> str:
-        return f"{self.api_url}/users/{username}/gists?per_page={per_page}"
+    def user_gists_url(self, username: str, per_page: int = 100, since: str | None = None) -> str:
+        """Page one of the user's list; `since` (YYYY-MM-DDTHH:MM:SSZ): gists updated since."""
+        url = f"{self.api_url}/users/{username}/gists?per_page={per_page}"
+        return url if since is None else f"{url}&since={since}"
 
     def _api_headers(self, url: URL) -> dict[str, str]:
         headers = {

@@ -21,6 +21,7 @@ class GistFile:
     raw_url: str
     size: int
     html_url: str
+    language: str | None = None  # GitHub's detection, as listed (None: not detected)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +35,14 @@ class Gist:
     files: tuple[GistFile, ...]
 
 
-async def first_page(github: GitHub, username: str, *, per_page: int = 100) -> Page:
-    """Page one of the user's gist list. Raises `ListingError` (`not_found` names the user)."""
+async def first_page(
+    github: GitHub, username: str, *, per_page: int = 100, since: str | None = None
+) -> Page:
+    """Page one of the user's gist list (only gists updated since `since`, when given).
+
+    Raises `ListingError` (`not_found` names the user)."""
     try:
-        return await github.get_page(github.user_gists_url(username, per_page))
+        return await github.get_page(github.user_gists_url(username, per_page, since))
     except ListingError as exc:
         if exc.code != "not_found":
             raise
@@ -45,7 +50,12 @@ async def first_page(github: GitHub, username: str, *, per_page: int = 100) -> P
 
 
 async def pages(
-    github: GitHub, username: str, *, per_page: int = 100, first: Page | None = None
+    github: GitHub,
+    username: str,
+    *,
+    per_page: int = 100,
+    since: str | None = None,
+    first: Page | None = None,
 ) -> AsyncGenerator[Page, None]:
     """Yield the user's list pages in order, following `rel="next"` exactly as given.
 
@@ -54,7 +64,7 @@ async def pages(
     requested as soon as a page arrives, so its latency overlaps the downloads of this
     page's files; closing the generator cancels that request. Raises `ListingError`.
     """
-    page = first or await first_page(github, username, per_page=per_page)
+    page = first or await first_page(github, username, per_page=per_page, since=since)
     seen = {page.url}
     while True:
         upcoming: asyncio.Task[Page] | None = None
@@ -100,6 +110,7 @@ def _gist(item: dict[str, Any]) -> Gist:
                 "invalid_response", f"file {name!r} of gist {gist_id} has no raw_url"
             )
         size = entry.get("size")
+        language = entry.get("language")
         out.append(
             GistFile(
                 gist_id=gist_id,
@@ -107,6 +118,7 @@ def _gist(item: dict[str, Any]) -> Gist:
                 raw_url=entry["raw_url"],
                 size=size if isinstance(size, int) else 0,
                 html_url=html_url,
+                language=language if isinstance(language, str) else None,
             )
         )
     pull = item.get("git_pull_url")

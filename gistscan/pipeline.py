@@ -1,8 +1,10 @@
-"""The whole scan, composed: pages -> gists -> files -> chunks -> scanner -> records -> summary."""
+"""The whole scan, composed: pages -> gists -> filters -> files -> chunks -> scanner -> lines ->
+records -> summary."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from collections.abc import AsyncGenerator
@@ -18,6 +20,7 @@ from gistscan.config import DEFAULT_API_URL, Query, Settings
 from gistscan.errors import ListingError
 from gistscan.files import FileDone, FileEvent, scan_file, scan_files
 from gistscan.github import GitHub, Page
+from gistscan.lines import LineDone, LineOptions
 from gistscan.listing import Gist, GistFile
 from gistscan.records import Error, Match, Record, Summary
 
@@ -36,11 +39,12 @@ def matching_executor() -> Executor:
 
 @dataclass(slots=True)
 class Progress:
-    """Counts of a search so far (SPEC §3 summary fields); updated as the search runs."""
+    """Counts of a search so far (the summary's fields); updated as the search runs."""
 
     gists: int = 0
     files: int = 0
     skipped: int = 0
+    filtered: int = 0
     bytes: int = 0
     matches: int = 0
     errors: int = 0
@@ -64,7 +68,9 @@ def make_github(
 
 async def first_page(github: GitHub, query: Query, settings: Settings) -> Page:
     """Fetch page one of the user's list; raises `ListingError` (used to answer with a status)."""
-    return await listing.first_page(github, query.username, per_page=settings.per_page)
+    return await listing.first_page(
+        github, query.username, per_page=settings.per_page, since=query.since
+    )
 
 
 async def search(
@@ -76,7 +82,8 @@ async def search(
     executor: Executor | None = None,
     progress: Progress | None = None,
 ) -> AsyncGenerator[Record, None]:
-    """Yield the records of SPEC §3 for one search: matches and errors as found, then the summary.
+    """Yield the records of one search (docs/records.md): matches, context lines and errors
+    as found, then the summary.
 
     Raises `UsageError` (before any request) for a bad query. Every other failure is a
     record: a failing listing gives an `error` record with null ids; the summary is always
@@ -84,7 +91,37 @@ async def search(
     early cancels every download in flight. `progress`, when given, is kept up to date
     (for a live progress line).
     """
+    events = search_events(
+        query, settings, github=github, first=first, executor=executor, progress=progress
+    )
+    async with aclosing(events):
+        async for event in events:
+            if not isinstance(event, LineDone | FileDone):
+                yield event
+
+
+SearchEvent = Record | LineDone | FileDone
+
+
+async def search_events(
+    query: Query,
+    settings: Settings | None = None,
+    *,
+    github: GitHub | None = None,
+    first: Page | None = None,
+    executor: Executor | None = None,
+    progress: Progress | None = None,
+) -> AsyncGenerator[SearchEvent, None]:
+    """`search`, with the markers a printer of lines needs: a `LineDone` after the last
+    match of each matching line, a `FileDone` when a file is finished (-c prints then)."""
     pattern = query.validate()
+    keep = query.file_filter()
+    options = LineOptions(
+        max_count=query.max_count,
+        first_match_only=query.files_with_matches,
+        before=query.before_context,
+        after=query.after_context,
+    )
     settings = settings or Settings()
     started = time.monotonic()
     counts = progress if progress is not None else Progress()
@@ -105,8 +142,16 @@ async def search(
                 async for gist in gists:
                     counts.gists += 1
                     for file in gist.files:
-                        if not huge.over_raw_limit(file):
+                        if huge.over_raw_limit(file):
+                            continue  # the huge part: filtered in scan_chunks
+                        if keep.keeps(file.filename, file.language):
                             yield file
+                        else:
+                            counts.filtered += 1  # never requested
+                    if query.languages and gist.truncated:
+                        # Unlisted files have no language in the listing: a --language
+                        # filter leaves them all out, so no clone is made for them.
+                        gist = dataclasses.replace(gist, truncated=False)
                     if huge.needs_git(gist):
                         yield gist
 
@@ -116,6 +161,8 @@ async def search(
         def scan_chunks(
             chunks: AsyncGenerator[bytes, None], file: GistFile
         ) -> AsyncGenerator[FileEvent, None]:
+            if not keep.keeps(file.filename, file.language):
+                return filtered(chunks, file)
             return scan_file(
                 chunks,
                 file,
@@ -123,6 +170,7 @@ async def search(
                 max_carry=settings.max_carry,
                 regex_timeout=settings.regex_timeout,
                 executor=pool,
+                options=options,
             )
 
         # GitHub's gists clone over https; another API root (a fake, an Enterprise server)
@@ -130,19 +178,35 @@ async def search(
         github_com = settings.api_url.rstrip("/") == DEFAULT_API_URL
         git_protocols = "https" if github_com else "https:http:file"
 
+        git_bytes = 0  # `gh` counts what raw delivers; this, what git gives
+
+        def tally(chunks: AsyncGenerator[bytes, None], sign: int) -> AsyncGenerator[bytes, None]:
+            async def counted() -> AsyncGenerator[bytes, None]:
+                nonlocal git_bytes
+                async with aclosing(chunks):
+                    async for chunk in chunks:
+                        git_bytes += sign * len(chunk)
+                        yield chunk
+
+            return counted()
+
         def scan(item: GistFile | Gist) -> AsyncGenerator[FileEvent, None]:
             if isinstance(item, GistFile):
                 return scan_chunks(raw(item), item)
+            # A huge gist's files come from raw or from git: what its scans receive, less
+            # what raw delivered of it, is what git gave.
             return huge.huge_files(
                 item,
-                raw=raw,
-                scan=scan_chunks,
+                raw=lambda file: tally(raw(file), -1),
+                scan=lambda chunks, file: scan_chunks(tally(chunks, +1), file),
                 chunk_size=settings.chunk_size,
                 clone_timeout=huge.CLONE_TIMEOUT,
                 protocols=git_protocols,
             )
 
-        pages = listing.pages(gh, query.username, per_page=settings.per_page, first=first)
+        pages = listing.pages(
+            gh, query.username, per_page=settings.per_page, since=query.since, first=first
+        )
         gists = listing.gists(pages)
         files = gist_files(gists)
         events = scan_files(files, scan, concurrency=settings.concurrency)
@@ -169,14 +233,15 @@ async def search(
                     complete = False
                     yield Error(None, None, exc.code, exc.message)
                     break
-                counts.bytes = gh.bytes_received - bytes_before
+                counts.bytes = gh.bytes_received - bytes_before + git_bytes
                 if isinstance(event, FileDone):
                     if event.outcome == "scanned":
                         counts.files += 1
                     elif event.outcome == "skipped":
                         counts.skipped += 1
-                    continue
-                if isinstance(event, Error):
+                    elif event.outcome == "filtered":
+                        counts.filtered += 1
+                elif isinstance(event, Error):
                     counts.errors += 1
                     complete = False
                 elif isinstance(event, Match):
@@ -189,16 +254,25 @@ async def search(
                 ):
                     complete = False
                     break
-        counts.bytes = gh.bytes_received - bytes_before
+        counts.bytes = gh.bytes_received - bytes_before + git_bytes
         yield Summary(
             username=query.username,
             pattern=query.pattern,
             gists=counts.gists,
             files=counts.files,
             skipped=counts.skipped,
+            filtered=counts.filtered,
             bytes=counts.bytes,
             matches=counts.matches,
             errors=counts.errors,
             complete=complete,
             elapsed_ms=round((time.monotonic() - started) * 1000),
         )
+
+
+async def filtered(
+    chunks: AsyncGenerator[bytes, None], file: GistFile
+) -> AsyncGenerator[FileEvent, None]:
+    """A file the filters leave out: its chunks are closed unread (never requested)."""
+    await chunks.aclose()
+    yield FileDone(file, "filtered")

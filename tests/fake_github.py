@@ -87,6 +87,7 @@ class FakeGist:
     description: str | None = None
     public: bool = True
     git_pull_url: str | None = None
+    updated_at: str = TIMESTAMP  # what `since` is compared with
 
 
 @dataclass
@@ -443,7 +444,14 @@ class FakeGitHub:
         )
         page = max(_int_param(request.query.get("page"), 1), 1)
         base = self._base(request)
-        public = [g for g in user.gists if g.public] if user else []
+        # `since`: gists updated at or after it (NOTES.md §1); timestamps in one format
+        # (YYYY-MM-DDTHH:MM:SSZ) compare as strings.
+        since = request.query.get("since")
+        public = [
+            g
+            for g in (user.gists if user else [])
+            if g.public and (not since or g.updated_at >= since)
+        ]
         items = public[(page - 1) * per_page : page * per_page]
         body = _json_bytes(
             [self._gist_json(base, user, g, full=False) for g in items] if user else []
@@ -459,7 +467,7 @@ class FakeGitHub:
             anchor = "https://docs.github.com/rest/gists/gists#list-gists-for-a-user"
             return self._json(_not_found(anchor), 404)
 
-        link = _link_header(base, user.id, page, per_page, len(public))
+        link = _link_header(base, user.id, page, per_page, len(public), since)
         self.list_served.append((time.monotonic(), page))
         return self._ok(request, body, "list", {"Link": link} if link else {})
 
@@ -538,7 +546,7 @@ class FakeGitHub:
             "files": files,
             "public": gist.public,
             "created_at": TIMESTAMP,
-            "updated_at": TIMESTAMP,
+            "updated_at": gist.updated_at,
             "description": gist.description,
             "comments": 0,
             "user": None,
@@ -596,14 +604,20 @@ class FakeGitHub:
 FAKE_KEY = web.AppKey("fake_github", FakeGitHub)
 
 
-def _link_header(base: str, user_id: int, page: int, per_page: int, total: int) -> str | None:
-    """GitHub's Link: absolute, at /user/{id}/gists, rels in the order prev, next, last, first."""
+def _link_header(
+    base: str, user_id: int, page: int, per_page: int, total: int, since: str | None = None
+) -> str | None:
+    """GitHub's Link: absolute, at /user/{id}/gists, rels in the order prev, next, last, first;
+    `since` is carried along, as GitHub carries the query's parameters."""
     last = max(1, math.ceil(total / per_page))
     if last == 1:
         return None  # everything fits on one page: no Link at all
+    extra = f"&since={quote(since, safe='')}" if since else ""
 
     def rel(name: str, target: int) -> str:
-        return f'<{base}/user/{user_id}/gists?per_page={per_page}&page={target}>; rel="{name}"'
+        return (
+            f'<{base}/user/{user_id}/gists?per_page={per_page}{extra}&page={target}>; rel="{name}"'
+        )
 
     rels = []
     if page > 1:
