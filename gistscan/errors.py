@@ -6,7 +6,7 @@
         ├── ListingError    the listing of the user's gists failed: the scan cannot go on
         └── FetchError      one file's bytes could not be read: that file gets an error record
 
-Every `UpstreamError` carries the stable snake_case `code` of SPEC §3 (`not_found`,
+Every `UpstreamError` carries the stable snake_case `code` of docs/records.md (`not_found`,
 `rate_limited`, `upstream_error`, `invalid_response`, `too_large`), the HTTP `status` when
 there was one, and `retry_after` (seconds) for rate limits. aiohttp's own exceptions are
 translated into these in `gistscan.github`, the one module that talks HTTP.

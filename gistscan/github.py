@@ -1,7 +1,7 @@
 """The one module that talks HTTP: GitHub's list pages and raw file bytes, with retries.
 
 aiohttp's exceptions never leave this module: they become `ListingError` (a list page) or
-`FetchError` (a file's bytes), each with the stable `code` of SPEC §3.
+`FetchError` (a file's bytes), each with the stable `code` of docs/records.md.
 """
 
 from __future__ import annotations

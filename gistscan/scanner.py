@@ -1,6 +1,6 @@
 """The overlap-aware scanner: a file's bytes in, in pieces of any size; its matches out, exact.
 
-The contract (SPEC §2): the matches reported for a file are those `regex.finditer` gives on
+The contract (docs/matching.md): the matches reported for a file are those `regex.finditer` gives on
 the whole file decoded at once, unless the file overflowed its carry (`overflowed`). The
 scanner keeps only the text it still needs: O(chunk + max_carry) characters whatever the size
 of the file.
@@ -47,7 +47,7 @@ class ScanTimeout(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """One match: absolute offsets in the file's text, and where it stands (SPEC §2)."""
+    """One match: absolute offsets in the file's text, and where it stands (docs/matching.md)."""
 
     start: int
     end: int
@@ -355,7 +355,7 @@ class Scanner:
         del self._pending[:done]
 
     def _line(self, start: int, line_start: int, line_end: int, *, complete: bool) -> str:
-        """The `line` of a match (SPEC §2): the whole line when at most LINE_CUT characters,
+        """The `line` of a match (docs/records.md): the whole line when at most LINE_CUT characters,
         else LINE_CUT characters of it starting at most LINE_LEAD before the match.
         `line_end` is exact when `complete`, else a lower bound past the cut."""
         base = self._base

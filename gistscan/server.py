@@ -1,4 +1,4 @@
-"""The HTTP face (SPEC §5): thin aiohttp handlers that validate, call the pipeline and write."""
+"""The HTTP face (docs/http-api.md): thin handlers that validate, call the pipeline and write."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ class ServerConfig:
 
     `settings` is how each scan runs (GitHub API root, token, downloads in flight,
     timeouts...); its own `deadline` is replaced by `search_deadline`. The rest are the
-    abuse limits of SPEC §5 and the cache's bounds; `ENV` names the variable of each.
+    abuse limits (docs/http-api.md) and the cache's bounds; `ENV` names the variable of each.
     """
 
     settings: Settings = field(default_factory=Settings)

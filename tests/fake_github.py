@@ -1,4 +1,4 @@
-"""A fake GitHub (REST API and raw host) served by aiohttp on loopback, after shared/github/."""
+"""A fake GitHub (REST API and raw host) served by aiohttp on loopback, after docs/github.md."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-# Limits documented by GitHub (shared/github/NOTES.md §2 and §4).
+# Limits documented by GitHub (docs/github.md §2 and §4).
 DEFAULT_PER_PAGE = 30
 MAX_PER_PAGE = 100
 MAX_FILES = 300  # a gist's `files` map is cut to this many, with top-level truncated: true
@@ -127,7 +127,7 @@ class Headers(dict[str, str]):
 
 
 def blob_sha(content: bytes) -> str:
-    """The git blob sha of `content`: what real raw URLs carry (NOTES.md §3)."""
+    """The git blob sha of `content`: what real raw URLs carry (docs/github.md §3)."""
     return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
 
 
@@ -244,7 +244,7 @@ class FakeGitHub:
                 self._git_urls[gist.id] = self._build_repo(gist)
 
     def is_huge(self, gist: FakeGist) -> bool:
-        """Whether GitHub would give part of `gist` only through git (NOTES.md §2)."""
+        """Whether GitHub would give part of `gist` only through git (docs/github.md §2)."""
         return len(gist.files) > MAX_FILES or any(
             len(f.content) > self.raw_limit for f in gist.files
         )
@@ -390,7 +390,7 @@ class FakeGitHub:
     def _ok(
         self, request: web.Request, body: bytes, kind: str, headers: Mapping[str, str] = {}
     ) -> web.Response:
-        """A 200, or an empty 304 if the client holds this ETag: free of charge (NOTES.md §6)."""
+        """A 200, or an empty 304 if the client holds this ETag: free (docs/github.md §6)."""
         etag = _etag(body)
         if _etag_matches(request.headers.get("If-None-Match"), etag):
             self.requests[f"{kind}_304"] += 1
@@ -416,7 +416,7 @@ class FakeGitHub:
             )
         version = request.headers.get("X-GitHub-Api-Version")
         if version is not None and version not in API_VERSIONS:
-            message = f"Invalid API version: {version}"  # status per NOTES.md §7; wording guessed
+            message = f"Invalid API version: {version}"  # docs/github.md §7; wording guessed
             return self._json(_json_bytes({"message": message, "status": "400"}), 400)
         if self.remaining <= 0:
             return self._primary_limited(self.rate_reset)
@@ -438,13 +438,13 @@ class FakeGitHub:
         else:
             login = request.match_info["login"]
             user = self._users.get(login.lower())
-        # per_page above 100 is clamped silently, not refused (NOTES.md §4).
+        # per_page above 100 is clamped silently, not refused (docs/github.md §4).
         per_page = min(
             max(_int_param(request.query.get("per_page"), DEFAULT_PER_PAGE), 1), MAX_PER_PAGE
         )
         page = max(_int_param(request.query.get("page"), 1), 1)
         base = self._base(request)
-        # `since`: gists updated at or after it (NOTES.md §1); timestamps in one format
+        # `since`: gists updated at or after it (docs/github.md §1); timestamps in one format
         # (YYYY-MM-DDTHH:MM:SSZ) compare as strings.
         since = request.query.get("since")
         public = [

@@ -21,7 +21,7 @@ RAW = "https://raw.github.test/octo/abc/raw/0123/a%20b.txt"
 
 class _Response(aiohttp.ClientResponse):
     """aioresponses 0.7.9 builds responses without aiohttp 3.14's `stream_writer`
-    (pnuckowski/aioresponses#289): supply a stand-in, as verified in shared/research."""
+    (pnuckowski/aioresponses#289): supply a stand-in (checked by hand against 0.7.9)."""
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         kw.setdefault("stream_writer", type("Writer", (), {"output_size": 0})())
@@ -96,7 +96,7 @@ async def test_listing_statuses_map_to_codes(
     code: str,
     retry_after: float | None,
 ) -> None:
-    """Each refusal is a ListingError with the SPEC §3 code, and never retried."""
+    """Each refusal is a ListingError with the code of docs/records.md, and never retried."""
     headers = {k: v.format(reset=int(time.time()) + 100) for k, v in headers.items()}
     with aioresponses() as m:
         mock(m, LIST, status=status, body=json.dumps(body), headers=headers, repeat=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -24,10 +23,19 @@ from gistscan.github import RAW_LIMIT, GitHub
 from gistscan.listing import Gist, GistFile
 from gistscan.pipeline import search
 from gistscan.records import Error, Match, Record, Summary
+from tests.conftest import require_git
 from tests.fake_github import FakeFile, FakeGist, FakeGitHub, big_text
-from tests.test_cli import gistscan
+from tests.test_cli import gistscan, interruptible
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
+
+
+@pytest.fixture(autouse=True)
+def _git(request: pytest.FixtureRequest) -> None:
+    """Every test here but the one about its absence needs git: say so where it is missing."""
+    if "without_git" not in request.node.name:
+        require_git()
+
 
 TOKEN = r"TOKEN-\w+"
 
@@ -36,7 +44,7 @@ def big_file(size: int) -> tuple[bytes, list[tuple[int, int, str]]]:
     """About `size` bytes of text, tokens on its first, a middle and its unterminated last line.
 
     Returns the bytes and the expected (line number, column, token) of each match, from
-    the whole-buffer answer that SPEC §2 defines.
+    the whole-buffer answer that docs/matching.md defines.
     """
     body = big_text(size)
     body = body[: body.rindex(b"\n") + 1]
@@ -168,6 +176,7 @@ async def test_file_over_10_mb_is_read_from_git_with_exact_matches(
     assert {r["raw_url"] for r in big} == {listed_raw_url}
     assert run.summary["files"] == 2
     assert run.summary["complete"] is True
+    assert run.summary["bytes"] == len(content) + len(small.content)  # git's bytes count too
     assert (fake.requests["raw_403"], fake.requests["raw"]) == (1, 1)
     assert leftovers(tmp_path) == []
 
@@ -300,11 +309,9 @@ async def test_ctrl_c_mid_clone_kills_git_and_removes_the_clone(
     """SIGINT to the CLI while git clones: exit 130, git gone, its directory gone."""
     big = FakeFile("big.txt", b"x" * (RAW_LIMIT + 1))
     fake.add_user("stuck", [FakeGist("8" * 20, [big], git_pull_url=silent.url)])
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gistscan", "search", "stuck", TOKEN, "--api-url", fake.api_url,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "TMPDIR": str(tmp_path)},
-    )  # fmt: skip
+    proc = await interruptible(
+        "search", "stuck", TOKEN, "--api-url", fake.api_url, env={"TMPDIR": str(tmp_path)}
+    )
     await asyncio.wait_for(silent.asked.wait(), 20)
     assert len(leftovers(tmp_path)) == 1
     proc.send_signal(signal.SIGINT)
