@@ -8,7 +8,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn, TextIO
@@ -42,7 +42,7 @@ environment (flags win; docs/settings.md lists every variable):
   GISTSCAN_CONCURRENCY, GISTSCAN_CHUNK_SIZE, GISTSCAN_MAX_CARRY, GISTSCAN_REGEX_TIMEOUT,
   GISTSCAN_RETRIES          as the flags of the same names
   GISTSCAN_REQUEST_TIMEOUT, GISTSCAN_BACKOFF, GISTSCAN_PER_PAGE, GISTSCAN_USER_AGENT
-  NO_COLOR                  set: no colour with --color auto
+  NO_COLOR                  set (not empty): no colour with --color auto
 """
 SERVE_ENV = """\
 environment (docs/settings.md lists every variable with its default):
@@ -342,10 +342,7 @@ class _Printer:
         self.settings = settings
         self.out = sys.stdout
         self.err: TextIO = sys.stderr
-        colour_ok = "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
-        self.color = args.color == "always" or (
-            args.color == "auto" and colour_ok and self.out.isatty()
-        )
+        self.color = use_color(args.color, self.out, os.environ)
         self.live = self.err.isatty() and not args.quiet
         self.progress = Progress()
         self.started = time.monotonic()
@@ -578,6 +575,14 @@ class _Printer:
             self.err.write(CLEAR_LINE)
             self.err.flush()
             self._shown = False
+
+
+def use_color(choice: str, out: TextIO, environ: Mapping[str, str]) -> bool:
+    """--color: `always`, `never`, or `auto`: on a terminal, unless NO_COLOR is set to a
+    non-empty value (https://no-color.org) or TERM is `dumb`."""
+    if choice != "auto":
+        return choice == "always"
+    return not environ.get("NO_COLOR") and environ.get("TERM") != "dumb" and out.isatty()
 
 
 def _span(m: Match) -> tuple[int, int]:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import io
 import json
 import os
-import pty
 import re
-import select
 import shlex
 import signal
 import socket
@@ -21,6 +20,7 @@ import pytest
 import regex
 
 from gistscan import __version__
+from gistscan.cli import use_color
 from tests.conftest import MakeFake
 from tests.fake_github import (
     LANGUAGES,
@@ -770,39 +770,29 @@ async def test_json_is_utf8_whatever_the_terminal_encoding(fake: FakeGitHub) -> 
     ]
 
 
-async def run_on_a_terminal(args: list[str], env: dict[str, str]) -> bytes:
-    """Run gistscan with stdout on a pseudo-terminal (NO_COLOR unset unless in `env`);
-    return what it printed there."""
-    base = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
-    master, slave = pty.openpty()
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gistscan", *args, stdout=slave,
-            stderr=asyncio.subprocess.DEVNULL, env={**base, "TERM": "xterm", **env},
-        )  # fmt: skip
-        os.close(slave)
-        await asyncio.wait_for(proc.wait(), 60)
-        out = b""
-        while select.select([master], [], [], 0.2)[0]:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # the other end is closed
-                break
-            if not chunk:
-                break
-            out += chunk
-        return out.replace(b"\r\n", b"\n")  # the terminal's own line discipline
-    finally:
-        os.close(master)
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
 
 
-async def test_color_auto_on_a_terminal_honours_no_color(fake: FakeGitHub) -> None:
-    """--color auto colours on a terminal, unless NO_COLOR is set (https://no-color.org)."""
-    fake.add_user("octo", [FakeGist("g1", [FakeFile("a.txt", b"say hello\n")])])
-    coloured = await run_on_a_terminal(search(fake, "octo", "hello"), {})
-    plain = await run_on_a_terminal(search(fake, "octo", "hello"), {"NO_COLOR": "1"})
-    assert coloured == b"\x1b[35mg1/a.txt\x1b[0m:\x1b[32m1\x1b[0m:say \x1b[1;31mhello\x1b[0m\n"
-    assert plain == b"g1/a.txt:1:say hello\n"
+@pytest.mark.parametrize(
+    ("choice", "terminal", "environ", "coloured"),
+    [
+        ("auto", True, {}, True),
+        ("auto", True, {"NO_COLOR": "1"}, False),
+        ("auto", True, {"NO_COLOR": ""}, True),  # empty: as unset (no-color.org's rule)
+        ("auto", True, {"TERM": "dumb"}, False),
+        ("auto", False, {}, False),
+        ("always", False, {"NO_COLOR": "1"}, True),
+        ("never", True, {}, False),
+    ],
+)
+def test_color_auto_is_for_terminals_and_honours_no_color(
+    choice: str, terminal: bool, environ: dict[str, str], coloured: bool
+) -> None:
+    """--color auto colours on a terminal only, unless NO_COLOR is set or TERM is dumb."""
+    out = _Terminal() if terminal else io.StringIO()
+    assert use_color(choice, out, environ) is coloured
 
 
 # -- help, version, hints -------------------------------------------------------------------
