@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -350,10 +351,15 @@ class _Printer:
         self.matches = self.errors = 0
         self._shown = False
         self._pending: dict[tuple[str, str], _Line] = {}  # matching lines being gathered
-        self._counts: dict[tuple[str, str], int] = {}  # -c: matching lines per file
+        self._counts: dict[tuple[str, str], tuple[int, int]] = {}  # -c: (lines, last line)
         self._last: tuple[str, str, int] | None = None  # the last line printed (for --)
+        self._prefixes: dict[tuple[str, str], str] = {}  # files being printed: their prefix
         self._hinted: set[str] = set()
         self._summary_written = False
+        self._text: list[str] = []  # stdout's next write
+        self._bytes: list[bytes] = []  # or, with --json, its next write in bytes
+        self._flush_soon = False  # a flush of stdout is scheduled
+        self._broken_pipe = False
 
     async def run(self) -> int:
         from gistscan.files import FileDone
@@ -380,6 +386,11 @@ class _Printer:
                         self.error(event)
                     elif isinstance(event, Summary):
                         self.summary(event)
+                    if self._broken_pipe:
+                        raise BrokenPipeError
+            self._flush_stdout()
+            if self._broken_pipe:
+                raise BrokenPipeError
         except BrokenPipeError:
             # The reader went away (`| head`): stop quietly, as grep and ripgrep do.
             with contextlib.suppress(OSError):
@@ -397,21 +408,51 @@ class _Printer:
     # -- stdout ---------------------------------------------------------------------------
 
     def _write(self, text: str) -> None:
-        self.clear_progress()
-        self.out.write(text)
-        self.out.flush()
+        self._text.append(text)
+        self._flush_later()
 
     def _record(self, record: Match | Context | Error | Summary) -> None:
         from gistscan.records import encode
 
+        self._bytes.append(encode(record))  # UTF-8, whatever stdout's encoding
+        self._flush_later()
+
+    def _flush_later(self) -> None:
+        """Flush stdout once the search has nothing more ready: each line goes out as soon
+        as it is found, yet lines found together go out in one write, not one each."""
+        if self._flush_soon:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # outside the search (Ctrl-C's summary): now
+            self._flush_stdout()
+            return
+        self._flush_soon = True
+        loop.call_soon(self._flush_stdout)
+
+    def _flush_stdout(self) -> None:
+        self._flush_soon = False
+        if not (self._text or self._bytes):
+            return
         self.clear_progress()
-        self.out.flush()
-        self.out.buffer.write(encode(record))
-        self.out.buffer.flush()
+        text, self._text, data, self._bytes = "".join(self._text), [], b"".join(self._bytes), []
+        try:
+            if text:
+                self.out.write(text)
+                self.out.flush()
+            if data:  # --json, which writes no text
+                self.out.buffer.write(data)
+                self.out.buffer.flush()
+        except BrokenPipeError:  # raised in run(), which stops the search
+            self._broken_pipe = True
 
     def _prefix(self, gist_id: str, filename: str) -> str:
-        name = f"{_escape(gist_id)}/{_escape(filename)}"
-        return f"{PATH}{name}{RESET}" if self.color else name
+        key = (gist_id, filename)
+        prefix = self._prefixes.get(key)
+        if prefix is None:
+            name = f"{_escape(gist_id)}/{_escape(filename)}"
+            prefix = self._prefixes[key] = f"{PATH}{name}{RESET}" if self.color else name
+        return prefix
 
     def _number(self, n: int) -> str:
         return f"{NUMBER}{n}{RESET}" if self.color else str(n)
@@ -433,6 +474,9 @@ class _Printer:
         if args.files_with_matches:
             return self._write(f"{self._prefix(*key)}\n")
         if args.count:
+            count, last = self._counts.get(key, (0, 0))
+            if m.line_number != last:
+                self._counts[key] = (count + 1, m.line_number)
             return
         if args.only_matching or args.column:
             self._separate(*key, m.line_number)
@@ -446,15 +490,16 @@ class _Printer:
                 text = self._highlight(m.line, [_span(m)])
             return self._write(f"{self._prefix(*key)}:{where}{text}\n")
         line = self._pending.get(key)
+        if line is not None and line.first.line_number != m.line_number:
+            self._flush(key)  # a match on a later line: the pending one is complete
+            line = None
         if line is None:
             line = self._pending[key] = _Line(m)
-        if len(line.spans) < len(line.first.line):  # more could never show
+        if self.color and len(line.spans) < len(line.first.line):  # more could never show
             start = _span(line.first)[0] - (line.first.column - 1) + (m.column - 1)
             line.spans.append((start, start + len(m.match.split("\n", 1)[0])))
 
     def line_done(self, key: tuple[str, str]) -> None:
-        if self.args.count:
-            self._counts[key] = self._counts.get(key, 0) + 1
         self._flush(key)
 
     def _flush(self, key: tuple[str, str]) -> None:
@@ -469,15 +514,17 @@ class _Printer:
     def context_line(self, c: Context) -> None:
         if self.args.json:
             return self._record(c)
+        self._flush((c.gist_id, c.filename))  # a context line follows a complete line
         self._separate(c.gist_id, c.filename, c.line_number)
         prefix = self._prefix(c.gist_id, c.filename)
         self._write(f"{prefix}-{self._number(c.line_number)}-{_escape(c.line)}\n")
 
     def file_done(self, key: tuple[str, str]) -> None:
-        self._flush(key)  # a line cut short by the file's error
-        count = self._counts.pop(key, 0)
+        self._flush(key)  # its last line, or one cut short by the file's error
+        count, _ = self._counts.pop(key, (0, 0))
         if count and not self.args.quiet:
             self._write(f"{self._prefix(*key)}:{count}\n")
+        self._prefixes.pop(key, None)
 
     def _highlight(self, line: str, spans: list[tuple[int, int]]) -> str:
         """`line`, escaped, with the parts `spans` cover marked when colouring."""
@@ -500,6 +547,7 @@ class _Printer:
             self._record(e)
         else:
             self.clear_progress()
+            self._flush_stdout()  # what came before it, first
             print(_escape(_describe(e)), file=self.err, flush=True)
         self._hint(e)
 
@@ -532,6 +580,7 @@ class _Printer:
             self._record(s)
         elif not self.args.quiet:
             self.clear_progress()
+            self._flush_stdout()  # every line before the summary
             print(_escape(_describe(s, self.query.max_matches)), file=self.err, flush=True)
 
     def interrupted(self) -> None:
@@ -601,9 +650,12 @@ _ESCAPES = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)] i
 _ESCAPES |= {0x0A: "\\n", 0x0D: "\\r"}
 
 
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
 def _escape(text: str) -> str:
     """`text` with control characters shown as ripgrep shows them: `\\x1b`, `\\n`, `\\r`."""
-    return text.translate(_ESCAPES)
+    return text.translate(_ESCAPES) if _CONTROL.search(text) else text
 
 
 def _describe(record: Error | Summary, max_total: int | None = None) -> str:

@@ -28,7 +28,12 @@ class LineOptions:
 
 @dataclass(frozen=True, slots=True)
 class LineDone:
-    """Every match on this matching line has been yielded: the line can be printed now."""
+    """Every match on this matching line has been yielded: the line can be printed now.
+
+    Sent only when nothing else of the file follows right away: any later record of the
+    same file (a match on another line, a context line) or its end also means the line is
+    complete. (One LineDone per matching line would double the events a search carries.)
+    """
 
     file: GistFile
     line_number: int
@@ -55,7 +60,8 @@ class FileLines:
 
     Fed the file's bytes (`feed`; kept only when context is asked for) and, after each piece,
     the scanner's hits and its `settled_lines` (`add`), it gives `Match` records as they come,
-    a `LineDone` once every match of a matching line is out, and `Context` records for the
+    a `LineDone` once every match of a matching line is out (unless another record of the
+    file follows in the same batch, which says as much), and `Context` records for the
     lines around matching lines. It applies the per-file stops: once `max_count` matching
     lines (or, with `first_match_only`, one match) are out, `scanning` turns false (the
     scanner need not run), and `done` turns true once the trailing context is out too: the
@@ -78,6 +84,7 @@ class FileLines:
         self.file = file
         self.options = options
         self._context = options.before > 0 or options.after > 0
+        self._plain = not (self._context or options.max_count or options.first_match_only)
         self._lines: deque[bytes] = deque()
         self._partial = bytearray()
         self._received = 0
@@ -111,7 +118,17 @@ class FileLines:
 
     def add(self, hits: list[Hit], settled_lines: int) -> list[LineEvent]:
         """The scanner's next hits and its `settled_lines`: the records they make certain."""
-        out: list[LineEvent] = []
+        if self._plain:
+            # No stop, no context (most searches): the matches as they come, and a
+            # LineDone when the last one's line is complete (earlier lines are implied).
+            out: list[LineEvent] = [match_record(self.file, hit) for hit in hits]
+            if hits:
+                self._current = hits[-1].line_number
+            if self._current is not None and self._current <= settled_lines:
+                out.append(LineDone(self.file, self._current))
+                self._current = None
+            return out
+        out = []
         for hit in hits:
             if self._stopped:
                 break
@@ -129,7 +146,7 @@ class FileLines:
             self._line_done(out)
         # Past the stop only trailing context is wanted, whether or not its lines match.
         self._advance(self._received if self._stopped else min(settled_lines, self._received), out)
-        return out
+        return [e for i, e in enumerate(out) if not isinstance(e, LineDone) or i == len(out) - 1]
 
     def close(self, hits: list[Hit]) -> list[LineEvent]:
         """The end of the file, with the scanner's last hits (from its `close`)."""
@@ -139,7 +156,7 @@ class FileLines:
         out = self.add(hits, self._received + 1)
         if self._current is not None:  # no context: `_received` is not counted
             self._line_done(out)
-        return out
+        return out  # the file's end follows: it completes a line as a LineDone would
 
     def _completed(self, head: bytes) -> None:
         self._received += 1
