@@ -894,3 +894,16 @@ async def test_ctrl_c_during_start_up_prints_no_traceback(
     _, err = await asyncio.wait_for(proc.communicate(), 20)
     assert b"Traceback" not in err, err
     assert proc.returncode in (130, -signal.SIGINT), (proc.returncode, err)
+
+
+async def test_serve_on_an_address_it_cannot_have_is_one_line() -> None:
+    """serve on a taken port, or a host that is no address: one line, exit 2."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        busy = await gistscan("serve", "--port", port, limit=30)
+    assert busy.code == 2 and busy.err.startswith(f"gistscan: cannot serve on 127.0.0.1:{port}")
+    assert len(busy.err.strip().splitlines()) == 1
+    nowhere = await gistscan("serve", "--host", "999.0.0.1", "--port", "8080", limit=30)
+    assert nowhere.code == 2 and "cannot serve on 999.0.0.1:8080" in nowhere.err
