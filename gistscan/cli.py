@@ -588,6 +588,7 @@ class _Printer:
         from gistscan.records import Summary
 
         self.clear_progress()
+        self._flush_stdout()  # the lines found before the interrupt
         if self.args.json and not self.args.quiet and not self._summary_written:
             p = self.progress
             with contextlib.suppress(OSError):
