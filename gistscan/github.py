@@ -1,7 +1,7 @@
 """The one module that talks HTTP: GitHub's list pages and raw file bytes, with retries.
 
 aiohttp's exceptions never leave this module: they become `ListingError` (a list page) or
-`FetchError` (a file's bytes), each with its stable record `code`.
+`FetchError` (a file's bytes), each with the stable record `code` of docs/records.md.
 
 Every wait is bounded. A request (its tries and the waits between them) spends at most
 `request_total_timeout` seconds on its upstream, each connect or read at most
@@ -129,8 +129,10 @@ class GitHub:
         self.budget = budget if budget is not None else Budget()
         self.bytes_received = 0
 
-    def user_gists_url(self, username: str, per_page: int = 100) -> str:
-        return f"{self.api_url}/users/{username}/gists?per_page={per_page}"
+    def user_gists_url(self, username: str, per_page: int = 100, since: str | None = None) -> str:
+        """Page one of the user's list; `since` (YYYY-MM-DDTHH:MM:SSZ): gists updated since."""
+        url = f"{self.api_url}/users/{username}/gists?per_page={per_page}"
+        return url if since is None else f"{url}&since={since}"
 
     # -- list pages ----------------------------------------------------------------------------
 
