@@ -569,8 +569,8 @@ class _Printer:
         ):
             hint = (
                 f"GitHub could not be reached at {self.settings.api_url}/users/"
-                f"{self.query.username}/gists; check the network and DNS, or set another"
-                " API root with --api-url or GISTSCAN_API_URL"
+                f"{self.query.username}/gists; check the network, DNS or proxy (HTTPS_PROXY),"
+                " or set another API root with --api-url or GISTSCAN_API_URL"
             )
         if hint is not None and e.code not in self._hinted:
             self._hinted.add(e.code)

@@ -220,11 +220,15 @@ async def search_events(
         if settings.deadline is not None:
             ours = started + settings.deadline
             deadline = ours if deadline is None else min(deadline, ours)
+        loop = asyncio.get_running_loop()
+        # The deadline on the loop's clock. asyncio.timeout, not wait_for: no task per record,
+        # and on 3.11 wait_for can swallow a cancellation (a client gone) that comes at once.
+        when = None if deadline is None else loop.time() + (deadline - time.monotonic())
         async with aclosing(events):
             while True:
                 try:
-                    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                    event = await asyncio.wait_for(anext(events), timeout)
+                    async with asyncio.timeout_at(when):
+                        event = await anext(events)
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
