@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import math
 import os
 import re
@@ -13,11 +14,20 @@ from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
 
 import regex
+from yarl import URL
 
 from gistscan.errors import UsageError
+from gistscan.filters import FileFilter, file_filter
 
 DEFAULT_API_URL = "https://api.github.com"
 MAX_PATTERN_LENGTH = 1000
+# Upper bounds of the settings that size memory or load: a bound is what makes a setting a
+# bound. A chunk is held whole per download in flight; max_carry is the scanner's memory cap
+# per file; GitHub's secondary rate limits allow 100 concurrent requests.
+MAX_CHUNK_SIZE = 16 * 1024 * 1024
+MAX_CARRY_LIMIT = 64 * 1024 * 1024
+MAX_CONCURRENCY = 100
+MAX_RETRIES = 10
 # `regex` copies an item m times for `{m}`: `a{10000000}` costs seconds and gigabytes to
 # compile, `a{1000000000}` the whole machine. This bounds the items a pattern unrolls to.
 MAX_UNROLLED = 2000
@@ -39,15 +49,46 @@ def check_username(username: str) -> str:
     return username
 
 
+def check_api_url(url: str) -> str:
+    """Return `url` when it can serve as the GitHub API root, else raise `UsageError`.
+
+    An absolute http:// or https:// URL with a host and a valid port, no query, fragment or
+    white space: checked here so that a typo is one clear line, not a traceback at the
+    first request.
+    """
+    problem = None
+    if not url.startswith(("http://", "https://")):
+        problem = "it must start with http:// or https://"
+    elif any(c.isspace() or ord(c) < 32 for c in url):
+        problem = "it contains white space or a control character"
+    else:
+        try:
+            parsed = URL(url)
+            if not parsed.host:
+                problem = "it names no host"
+            elif parsed.query_string or parsed.fragment:
+                problem = "it must not have a query or a fragment"
+            elif parsed.port == 0:
+                problem = "its port must be from 1 to 65535"
+        except ValueError as exc:  # yarl: "Invalid IPv6 URL", "Port out of range 0-65535"
+            problem = str(exc)
+    if problem:
+        raise UsageError(f"invalid API URL {url!r}: {problem}", field="api_url")
+    return url
+
+
 def compile_pattern(
     pattern: str,
     *,
     ignore_case: bool = False,
     fixed_strings: bool = False,
+    word: bool = False,
     max_length: int = MAX_PATTERN_LENGTH,
     max_unrolled: int = MAX_UNROLLED,
 ) -> regex.Pattern[str]:
-    """Compile a user pattern as SPEC §2 says (VERSION0, MULTILINE), or raise `UsageError`.
+    """Compile a user pattern as docs/matching.md says (VERSION0, MULTILINE), or raise
+    `UsageError`. `word` (grep's -w) keeps only matches with no word character right
+    before or after them.
 
     Refused before compiling: an empty pattern, one over `max_length` characters, one that
     is not valid Unicode, and one whose `{m,n}` repeats unroll to over `max_unrolled` items.
@@ -75,6 +116,12 @@ def compile_pattern(
         )
     flags = regex.VERSION0 | regex.MULTILINE | (regex.IGNORECASE if ignore_case else 0)
     try:
+        if word:
+            # Compiled alone first: the wrapping could balance a broken `a)|(b`. Look-arounds
+            # rather than \b: a pattern may start or end with a non-word character (`-w -x`),
+            # and grep's rule is about the neighbours, not about a boundary.
+            regex.compile(source, flags)
+            source = rf"(?<!\w)(?:{source})(?!\w)"
         return regex.compile(source, flags)
     except Exception as exc:
         # Not only regex.error: an inline `(?V1)` under VERSION0 raises KeyError, say.
@@ -122,28 +169,80 @@ def _items(seq: list[tuple[Any, Any]]) -> int:
     return total
 
 
+MAX_CONTEXT = 1000  # lines of -A/-B/-C: each may be held (cut to 400 characters) per file
+
+
 @dataclass(frozen=True, slots=True)
 class Query:
-    """One search: whose gists, and what to look for."""
+    """One search: whose gists, what to look for, which files, and how much to report.
+
+    `max_matches` counts matches across the search (`--max-total`, the server's
+    `max_matches`); `max_count` counts matching lines per file (`-m`, as grep's);
+    `files_with_matches` reports a file's first match only and stops reading it there
+    (`-l`). `before_context`/`after_context` ask for `context` records (`-B`/`-A`).
+    `globs`, `languages` and `since` narrow what is listed and read (docs/cli.md); `since`
+    is ISO 8601, normalized by `normalize_since`.
+    """
 
     username: str
     pattern: str
     ignore_case: bool = False
     fixed_strings: bool = False
     max_matches: int | None = None
+    word_regexp: bool = False
+    max_count: int | None = None
+    files_with_matches: bool = False
+    before_context: int = 0
+    after_context: int = 0
+    globs: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
+    since: str | None = None
 
     def compile(self) -> regex.Pattern[str]:
         """The compiled pattern; raises `UsageError` for a bad one."""
         return compile_pattern(
-            self.pattern, ignore_case=self.ignore_case, fixed_strings=self.fixed_strings
+            self.pattern,
+            ignore_case=self.ignore_case,
+            fixed_strings=self.fixed_strings,
+            word=self.word_regexp,
         )
+
+    def file_filter(self) -> FileFilter:
+        """The glob and language filters, compiled; raises `UsageError` for a bad one."""
+        return file_filter(self.globs, self.languages)
 
     def validate(self) -> regex.Pattern[str]:
         """Check every field before any request; return the compiled pattern."""
         check_username(self.username)
-        if self.max_matches is not None and self.max_matches < 1:
-            raise UsageError("max matches must be a positive integer", field="max_matches")
+        for name in ("max_matches", "max_count"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UsageError(f"{name} must be a positive integer", field=name)
+        for name in ("before_context", "after_context"):
+            if not 0 <= getattr(self, name) <= MAX_CONTEXT:
+                raise UsageError(f"{name} must be from 0 to {MAX_CONTEXT} lines", field=name)
+        if self.since is not None and normalize_since(self.since) != self.since:
+            raise UsageError("since must be normalized with normalize_since()", field="since")
+        self.file_filter()
         return self.compile()
+
+
+def normalize_since(text: str) -> str:
+    """An ISO 8601 date or date-time as GitHub's `since` takes it: `YYYY-MM-DDTHH:MM:SSZ`, UTC.
+
+    A date alone means its midnight, a time without an offset UTC. Raises `UsageError`.
+    """
+    try:
+        when = datetime.datetime.fromisoformat(text.strip())
+    except (ValueError, AttributeError):
+        raise UsageError(
+            f"since must be an ISO 8601 date or date-time (2024-01-31, 2024-01-31T12:00:00Z),"
+            f" not {text!r}",
+            field="since",
+        ) from None
+    if when.tzinfo is not None:
+        when = when.astimezone(datetime.UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,13 +282,18 @@ class Settings:
     user_agent: str = "gistscan/0.1 (+https://github.com/gistscan/gistscan)"
 
     def __post_init__(self) -> None:
-        for name in ("concurrency", "chunk_size", "max_carry", "per_page", "max_pages"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"{name} must be a positive integer", field=name)
-        if self.per_page > 100:
-            raise UsageError("per_page is at most 100 (GitHub's limit)", field="per_page")
-        if self.retries < 0:
-            raise UsageError("retries must not be negative", field="retries")
+        for name, top in (
+            ("concurrency", MAX_CONCURRENCY),
+            ("chunk_size", MAX_CHUNK_SIZE),
+            ("max_carry", MAX_CARRY_LIMIT),
+            ("per_page", 100),
+        ):
+            if not 1 <= getattr(self, name) <= top:
+                raise UsageError(f"{name} must be an integer from 1 to {top}", field=name)
+        if self.max_pages < 1:
+            raise UsageError("max_pages must be a positive integer", field="max_pages")
+        if not 0 <= self.retries <= MAX_RETRIES:
+            raise UsageError(f"retries must be from 0 to {MAX_RETRIES}", field="retries")
         for name in ("regex_timeout", "request_timeout", "request_total_timeout", "deadline"):
             value = getattr(self, name)
             # An infinite wait would overflow the event loop's timers: None is "no limit".
@@ -208,11 +312,7 @@ class Settings:
                 f" not {self.git_protocols!r}",
                 field="git_protocols",
             )
-        if not self.api_url.startswith(("http://", "https://")):
-            raise UsageError(
-                f"the API URL must start with http:// or https://: {self.api_url!r}",
-                field="api_url",
-            )
+        check_api_url(self.api_url)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -6,7 +6,7 @@
         ├── ListingError    the listing of the user's gists failed: the scan cannot go on
         └── FetchError      one file's bytes could not be read: that file gets an error record
 
-Every `UpstreamError` carries the stable snake_case record `code` (`not_found`,
+Every `UpstreamError` carries the stable snake_case record `code` of docs/records.md (`not_found`,
 `rate_limited`, `upstream_error`, `invalid_response`, `too_large`, `deadline_exceeded`), the
 HTTP `status` when there was one, `retry_after` (seconds, finite) for rate limits, and the
 `url` that failed when it was a connection-level failure (so a front end can say which host it

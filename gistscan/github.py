@@ -1,7 +1,7 @@
 """The one module that talks HTTP: GitHub's list pages and raw file bytes, with retries.
 
 aiohttp's exceptions never leave this module: they become `ListingError` (a list page) or
-`FetchError` (a file's bytes), each with its stable record `code`.
+`FetchError` (a file's bytes), each with the stable record `code` of docs/records.md.
 
 Every wait is bounded. A request (its tries and the waits between them) spends at most
 `request_total_timeout` seconds on its upstream, each connect or read at most
@@ -22,6 +22,7 @@ import email.utils
 import math
 import random
 import time
+import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -54,10 +55,22 @@ Kind = type[UpstreamError]
 def client_session() -> aiohttp.ClientSession:
     """The HTTP session gistscan talks to GitHub through.
 
-    `trust_env`: the proxy variables (HTTPS_PROXY, NO_PROXY, ...) are honoured, as git honours
-    them for clones.
+    Not `trust_env`: besides the proxy variables, that would make aiohttp read ~/.netrc and
+    send its credentials (a `default` entry's to every host, raw hosts included), and refuse
+    every API request that also carries the token. The proxy variables are honoured per
+    request instead (`env_proxy`).
     """
-    return aiohttp.ClientSession(trust_env=True)
+    return aiohttp.ClientSession()
+
+
+def env_proxy(url: URL) -> URL | None:
+    """The proxy the environment names for `url` (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, minus
+    NO_PROXY, as curl and git read them), or None."""
+    if url.host is None or urllib.request.proxy_bypass(url.host):
+        return None
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    return URL(proxy) if proxy else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +142,10 @@ class GitHub:
         self.budget = budget if budget is not None else Budget()
         self.bytes_received = 0
 
-    def user_gists_url(self, username: str, per_page: int = 100) -> str:
-        return f"{self.api_url}/users/{username}/gists?per_page={per_page}"
+    def user_gists_url(self, username: str, per_page: int = 100, since: str | None = None) -> str:
+        """Page one of the user's list; `since` (YYYY-MM-DDTHH:MM:SSZ): gists updated since."""
+        url = f"{self.api_url}/users/{username}/gists?per_page={per_page}"
+        return url if since is None else f"{url}&since={since}"
 
     # -- list pages ----------------------------------------------------------------------------
 
@@ -443,9 +458,11 @@ class GitHub:
         )
         try:
             async with left.spending():
+                target = URL(url, encoded=True)
                 resp = await self.session.get(
-                    URL(url, encoded=True),
+                    target,
                     headers=headers,
+                    proxy=env_proxy(target),
                     timeout=timeout,
                     max_redirects=MAX_REDIRECTS,
                 )

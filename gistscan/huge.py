@@ -2,7 +2,7 @@
 
 GitHub serves a raw file only up to 10 MB (larger ones get 403) and lists at most 300 files
 of a gist (then `truncated: true`); both are reachable only through `git clone` of the gist's
-`git_pull_url`. The clone is bare: each file's bytes are streamed
+`git_pull_url` (docs/github.md §2). The clone is bare: each file's bytes are streamed
 from `git cat-file blob`, so they are exactly the committed bytes (no checkout applies the
 gist's own `.gitattributes`: eol conversion, filters, working-tree encodings), nothing is
 written twice to disk, and no name from the gist ever becomes a path on ours.
@@ -50,8 +50,9 @@ def unlisted_url(gist: Gist, filename: str) -> str:
     """What a match in an unlisted file gives as `raw_url`: the file's anchor on the gist page.
 
     GitHub gives no raw URL for a file it leaves out of the listing (and rebuilding one by
-    hand would be a guess), so this points a reader at the file on the gist's page;
-    the anchor follows GitHub's `#file-<name>` form, lower-cased, other characters as `-`.
+    hand is what docs/github.md §3 warns against), so this points a reader at the file on
+    the gist's page; the anchor follows GitHub's `#file-<name>` form, lower-cased, other
+    characters as `-`.
     """
     return f"{gist.html_url}#file-{re.sub(r'[^a-z0-9_-]', '-', filename.lower())}"
 

@@ -21,6 +21,7 @@ class GistFile:
     raw_url: str
     size: int
     html_url: str
+    language: str | None = None  # GitHub's detection, as listed (None: not detected)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +35,14 @@ class Gist:
     files: tuple[GistFile, ...]
 
 
-async def first_page(github: GitHub, username: str, *, per_page: int = 100) -> Page:
-    """Page one of the user's gist list. Raises `ListingError` (`not_found` names the user)."""
+async def first_page(
+    github: GitHub, username: str, *, per_page: int = 100, since: str | None = None
+) -> Page:
+    """Page one of the user's gist list (only gists updated since `since`, when given).
+
+    Raises `ListingError` (`not_found` names the user)."""
     try:
-        return await github.get_page(github.user_gists_url(username, per_page))
+        return await github.get_page(github.user_gists_url(username, per_page, since))
     except ListingError as exc:
         if exc.code != "not_found":
             raise
@@ -50,6 +55,7 @@ async def pages(
     *,
     per_page: int = 100,
     max_pages: int = 100,
+    since: str | None = None,
     first: Page | None = None,
 ) -> AsyncGenerator[Page, None]:
     """Yield the user's list pages in order, following `rel="next"` exactly as given.
@@ -61,7 +67,7 @@ async def pages(
     yielding the pages read so far: those of `get_page`, `invalid_response` for a Link that
     loops back, `too_large` for a list that goes on past `max_pages` pages.
     """
-    page = first or await first_page(github, username, per_page=per_page)
+    page = first or await first_page(github, username, per_page=per_page, since=since)
     seen = {page.url}
     while True:
         upcoming: asyncio.Task[Page] | None = None
@@ -127,6 +133,7 @@ def _gist(item: dict[str, Any]) -> Gist:
             )
         size = entry.get("size")
         filename = entry.get("filename")
+        language = entry.get("language")
         out.append(
             GistFile(
                 gist_id=gist_id,
@@ -134,6 +141,7 @@ def _gist(item: dict[str, Any]) -> Gist:
                 raw_url=entry["raw_url"],
                 size=size if type(size) is int else 0,  # not a bool, a float, a string
                 html_url=html_url,
+                language=language if isinstance(language, str) else None,
             )
         )
     pull = item.get("git_pull_url")

@@ -1,8 +1,10 @@
-"""The whole scan, composed: pages -> gists -> files -> chunks -> scanner -> records -> summary."""
+"""The whole scan, composed: pages -> gists -> filters -> files -> chunks -> scanner -> lines ->
+records -> summary."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from collections.abc import AsyncGenerator
@@ -19,6 +21,7 @@ from gistscan.config import Query, Settings
 from gistscan.errors import ListingError
 from gistscan.files import FileDone, FileEvent, scan_file, scan_files
 from gistscan.github import GitHub, Page, client_session
+from gistscan.lines import LineDone, LineOptions
 from gistscan.listing import Gist, GistFile
 from gistscan.records import Error, Match, Record, Summary
 
@@ -42,6 +45,7 @@ class Progress:
     gists: int = 0
     files: int = 0
     skipped: int = 0
+    filtered: int = 0
     bytes: int = 0
     matches: int = 0
     errors: int = 0
@@ -76,7 +80,9 @@ def make_github(
 
 async def first_page(github: GitHub, query: Query, settings: Settings) -> Page:
     """Fetch page one of the user's list; raises `ListingError` (used to answer with a status)."""
-    return await listing.first_page(github, query.username, per_page=settings.per_page)
+    return await listing.first_page(
+        github, query.username, per_page=settings.per_page, since=query.since
+    )
 
 
 async def search(
@@ -88,7 +94,8 @@ async def search(
     executor: Executor | None = None,
     progress: Progress | None = None,
 ) -> AsyncGenerator[Record, None]:
-    """Yield the records of one search: matches and errors as found, then the summary.
+    """Yield the records of one search (docs/records.md): matches, context lines and errors
+    as found, then the summary.
 
     Raises `UsageError` (before any request) for a bad query. Every other failure is a
     record: a failing listing gives an `error` record with null ids; the summary is always
@@ -97,7 +104,37 @@ async def search(
     server's covers page one, fetched before). Closing the generator early cancels every
     download in flight. `progress`, when given, is kept up to date (for a live progress line).
     """
+    events = search_events(
+        query, settings, github=github, first=first, executor=executor, progress=progress
+    )
+    async with aclosing(events):
+        async for event in events:
+            if not isinstance(event, LineDone | FileDone):
+                yield event
+
+
+SearchEvent = Record | LineDone | FileDone
+
+
+async def search_events(
+    query: Query,
+    settings: Settings | None = None,
+    *,
+    github: GitHub | None = None,
+    first: Page | None = None,
+    executor: Executor | None = None,
+    progress: Progress | None = None,
+) -> AsyncGenerator[SearchEvent, None]:
+    """`search`, with the markers a printer of lines needs: a `LineDone` after the last
+    match of each matching line, a `FileDone` when a file is finished (-c prints then)."""
     pattern = query.validate()
+    keep = query.file_filter()
+    options = LineOptions(
+        max_count=query.max_count,
+        first_match_only=query.files_with_matches,
+        before=query.before_context,
+        after=query.after_context,
+    )
     settings = settings or Settings()
     started = time.monotonic()
     counts = progress if progress is not None else Progress()
@@ -124,8 +161,16 @@ async def search(
                 async for gist in gists:
                     counts.gists += 1
                     for file in gist.files:
-                        if not huge.over_raw_limit(file):
+                        if huge.over_raw_limit(file):
+                            continue  # the huge part: filtered in scan_chunks
+                        if keep.keeps(file.filename, file.language):
                             yield file
+                        else:
+                            counts.filtered += 1  # never requested
+                    if query.languages and gist.truncated:
+                        # Unlisted files have no language in the listing: a --language
+                        # filter leaves them all out, so no clone is made for them.
+                        gist = dataclasses.replace(gist, truncated=False)
                     if huge.needs_git(gist):
                         yield gist
 
@@ -135,6 +180,8 @@ async def search(
         def scan_chunks(
             chunks: AsyncGenerator[bytes, None], file: GistFile
         ) -> AsyncGenerator[FileEvent, None]:
+            if not keep.keeps(file.filename, file.language):
+                return filtered(chunks, file)
             return scan_file(
                 chunks,
                 file,
@@ -142,6 +189,7 @@ async def search(
                 max_carry=settings.max_carry,
                 regex_timeout=settings.regex_timeout,
                 executor=pool,
+                options=options,
             )
 
         def scan(item: GistFile | Gist) -> AsyncGenerator[FileEvent, None]:
@@ -162,6 +210,7 @@ async def search(
             query.username,
             per_page=settings.per_page,
             max_pages=settings.max_pages,
+            since=query.since,
             first=first,
         )
         gists = listing.gists(pages)
@@ -171,11 +220,15 @@ async def search(
         if settings.deadline is not None:
             ours = started + settings.deadline
             deadline = ours if deadline is None else min(deadline, ours)
+        loop = asyncio.get_running_loop()
+        # The deadline on the loop's clock. asyncio.timeout, not wait_for: no task per record,
+        # and on 3.11 wait_for can swallow a cancellation (a client gone) that comes at once.
+        when = None if deadline is None else loop.time() + (deadline - time.monotonic())
         async with aclosing(events):
             while True:
                 try:
-                    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                    event = await asyncio.wait_for(anext(events), timeout)
+                    async with asyncio.timeout_at(when):
+                        event = await anext(events)
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
@@ -200,8 +253,9 @@ async def search(
                         counts.files += 1
                     elif event.outcome == "skipped":
                         counts.skipped += 1
-                    continue
-                if isinstance(event, Error):
+                    elif event.outcome == "filtered":
+                        counts.filtered += 1
+                elif isinstance(event, Error):
                     counts.errors += 1
                     complete = False
                 elif isinstance(event, Match):
@@ -221,9 +275,18 @@ async def search(
             gists=counts.gists,
             files=counts.files,
             skipped=counts.skipped,
+            filtered=counts.filtered,
             bytes=counts.bytes,
             matches=counts.matches,
             errors=counts.errors,
             complete=complete,
             elapsed_ms=round((time.monotonic() - started) * 1000),
         )
+
+
+async def filtered(
+    chunks: AsyncGenerator[bytes, None], file: GistFile
+) -> AsyncGenerator[FileEvent, None]:
+    """A file the filters leave out: its chunks are closed unread (never requested)."""
+    await chunks.aclose()
+    yield FileDone(file, "filtered")

@@ -1,4 +1,4 @@
-"""The HTTP face (SPEC §5): thin aiohttp handlers that validate, call the pipeline and write."""
+"""The HTTP face (docs/http-api.md): thin handlers that validate, call the pipeline and write."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 import aiohttp
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from multidict import MultiDict
 
 from gistscan import listing, openapi
 from gistscan.budget import Budget
@@ -32,6 +33,7 @@ from gistscan.config import (
     blame_variable,
     check_username,
     compile_pattern,
+    normalize_since,
     read_env,
 )
 from gistscan.errors import ListingError, UsageError
@@ -43,7 +45,17 @@ log = logging.getLogger(__name__)
 
 NDJSON = "application/x-ndjson"
 MAX_INT = 2**31 - 1  # the top of every integer parameter: page, per_page, max_matches
-SEARCH_FIELDS = ("username", "pattern", "ignore_case", "fixed_strings", "max_matches")
+SEARCH_FIELDS = (
+    "username",
+    "pattern",
+    "ignore_case",
+    "fixed_strings",
+    "max_matches",
+    "glob",
+    "language",
+    "since",
+)
+REPEATABLE = ("glob", "language")  # query parameters that may be given more than once
 GITHUB_MAX_PER_PAGE = 100
 
 
@@ -53,7 +65,7 @@ class ServerConfig:
 
     `settings` is how each scan runs (GitHub API root, token, downloads in flight,
     timeouts...); its own `deadline` is replaced by `search_deadline`. The rest are the
-    abuse limits of SPEC §5 and the cache's bounds; `ENV` names the variable of each.
+    abuse limits (docs/http-api.md) and the cache's bounds; `ENV` names the variable of each.
     """
 
     settings: Settings = field(default_factory=Settings)
@@ -551,8 +563,14 @@ def _in_range(name: str, value: int, *, low: int, high: int) -> int:
 
 
 def query_from_params(username: str, params: Mapping[str, str], config: ServerConfig) -> Query:
-    """A search from the GET route's path and query string; raises `UsageError`."""
-    values = _single(params, SEARCH_FIELDS[1:])
+    """A search from the GET route's path and query string; raises `UsageError`.
+
+    `glob` and `language` may be repeated (`?glob=*.py&glob=!test_*`); every other
+    parameter is given at most once.
+    """
+    pairs = list(params.items())
+    values = _single(MultiDict((k, v) for k, v in pairs if k not in REPEATABLE), SEARCH_FIELDS[1:])
+    since = values.get("since")
     if "pattern" not in values:
         raise UsageError("missing required parameter 'pattern'", field="pattern")
     max_matches = values.get("max_matches")
@@ -564,7 +582,11 @@ def query_from_params(username: str, params: Mapping[str, str], config: ServerCo
         max_matches=None
         if max_matches is None
         else _query_int("max_matches", max_matches, low=1, high=MAX_INT),
+        globs=tuple(v for k, v in pairs if k == "glob"),
+        languages=tuple(v for k, v in pairs if k == "language"),
+        since=None if since is None else normalize_since(since),
     )
+    query.file_filter()  # checked here: after the stream starts it could only be a record
     return query
 
 
@@ -610,8 +632,22 @@ def query_from_body(body: Any, config: ServerConfig) -> Query:
         max_matches=None
         if max_matches is None
         else _in_range("max_matches", _typed(body, "max_matches", int), low=1, high=MAX_INT),
+        globs=_strings(body, "glob"),
+        languages=_strings(body, "language"),
+        since=normalize_since(_typed(body, "since", str)) if "since" in body else None,
     )
+    query.file_filter()  # checked here: after the stream starts it could only be a record
     return query
+
+
+def _strings(body: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    """An optional array of strings in the body (absent: empty)."""
+    if name not in body:
+        return ()
+    values = _typed(body, name, list)
+    if not all(isinstance(v, str) for v in values):
+        raise UsageError(f"field {name!r} must be an array of strings", field=name)
+    return tuple(values)
 
 
 def page_from_params(params: Mapping[str, str]) -> tuple[int | None, int | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -68,3 +69,16 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+def require_git() -> str:
+    """The path of git; where it is missing, the test fails saying so (never silently)."""
+    path = shutil.which("git")
+    if path is None:
+        pytest.fail(
+            "this test needs git on PATH (Debian/Ubuntu: apt-get install git): gistscan"
+            " reads huge gists through `git clone`, and the fake GitHub builds their"
+            " repositories with git",
+            pytrace=False,
+        )
+    return path

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -25,10 +24,19 @@ from gistscan.github import RAW_LIMIT, GitHub
 from gistscan.listing import Gist, GistFile
 from gistscan.pipeline import search
 from gistscan.records import Error, Match, Record, Summary
+from tests.conftest import require_git
 from tests.fake_github import FakeFile, FakeGist, FakeGitHub, big_text
-from tests.test_cli import gistscan
+from tests.test_cli import gistscan, interruptible
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
+
+
+@pytest.fixture(autouse=True)
+def _git(request: pytest.FixtureRequest) -> None:
+    """Every test here but the one about its absence needs git: say so where it is missing."""
+    if "without_git" not in request.node.name:
+        require_git()
+
 
 TOKEN = r"TOKEN-\w+"
 # The fake's repositories are file:// URLs and the silent server's http://: gistscan clones
@@ -41,7 +49,7 @@ def big_file(size: int) -> tuple[bytes, list[tuple[int, int, str]]]:
     """About `size` bytes of text, tokens on its first, a middle and its unterminated last line.
 
     Returns the bytes and the expected (line number, column, token) of each match, from
-    the whole-buffer answer (README: What counts as a match).
+    the whole-buffer answer that docs/matching.md defines.
     """
     body = big_text(size)
     body = body[: body.rindex(b"\n") + 1]
@@ -316,10 +324,9 @@ async def test_ctrl_c_mid_clone_kills_git_and_removes_the_clone(
     """SIGINT to the CLI while git clones: exit 130, git gone, its directory gone."""
     big = FakeFile("big.txt", b"x" * (RAW_LIMIT + 1))
     fake.add_user("stuck", [FakeGist("8" * 20, [big], git_pull_url=silent.url)])
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gistscan", "search", "stuck", TOKEN, "--api-url", fake.api_url,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "TMPDIR": str(tmp_path), **GIT_ENV},
+    proc = await interruptible(
+        "search", "stuck", TOKEN, "--api-url", fake.api_url,
+        env={"TMPDIR": str(tmp_path), **GIT_ENV},
     )  # fmt: skip
     await asyncio.wait_for(silent.asked.wait(), 20)
     assert len(leftovers(tmp_path)) == 1
