@@ -338,6 +338,8 @@ ENV_KINDS: dict[str, tuple[Callable[[str], Any], str]] = {
     "float": (float, "a number"),
     "str": (str, "a string"),
     "token": (lambda raw: raw or None, "a token"),
+    # A value that may hold a credential (a Redis URL's password): never repeated either.
+    "secret": (lambda raw: raw or None, "a secret"),
     "optional_int": (_optional(int), "an integer or 'none'"),
     "optional_float": (_optional(float), "a number of seconds or 'none'"),
 }
@@ -379,7 +381,7 @@ def read_env(table: Mapping[str, tuple[str, str]], environ: Mapping[str, str]) -
             values[name] = parse(raw.strip())
         except ValueError:
             # The token's value is never repeated in a message.
-            shown = "..." if kind == "token" else repr(raw)
+            shown = "..." if kind in ("token", "secret") else repr(raw)
             raise UsageError(f"{variable}={shown}: expected {expected}", field=variable) from None
     return values
 

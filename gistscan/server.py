@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import importlib.util
 import json
 import logging
 import math
@@ -92,6 +94,20 @@ class ServerConfig:
     cache_max_pages: int = 1000
     cache_raw_budget: int = 64 * 1024 * 1024
     cache_raw_max_file: int = 4 * 1024 * 1024
+    # The level replicas share (gistscan.shared; README: "Running several replicas"). None:
+    # no Redis, and redis-py is never imported. Never in repr: the URL may hold a password.
+    redis_url: str | None = field(default=None, repr=False)
+    redis_key_prefix: str = "gistscan:"
+    # Seconds to connect to Redis and for each command; past it Redis counts as down.
+    redis_timeout: float = 0.25
+    # Seconds Redis keeps list pages (to revalidate) and raw files.
+    redis_ttl: float = 86400.0
+    redis_raw_max_file: int = 10 * 1024 * 1024
+    # Seconds a replica may hold a fetch (and another wait for it) before the lock expires.
+    redis_lock_timeout: float = 10.0
+    # GitHub API requests kept back: with fewer remaining (as the fleet last heard), searches
+    # that need the API get 429 until the reset. 0: only an exhausted limit holds.
+    ratelimit_reserve: int = 0
 
     def __post_init__(self) -> None:
         for name in (
@@ -122,9 +138,29 @@ class ServerConfig:
             raise UsageError(
                 "search_deadline must be a positive number of seconds", field="search_deadline"
             )
-        for name in ("cache_page_ttl", "cache_raw_budget", "cache_raw_max_file"):
+        for name in (
+            "cache_page_ttl",
+            "cache_raw_budget",
+            "cache_raw_max_file",
+            "redis_raw_max_file",
+            "ratelimit_reserve",
+        ):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name} must not be negative", field=name)
+        for name in ("redis_timeout", "redis_ttl", "redis_lock_timeout"):
+            if not 0 < getattr(self, name) < math.inf:
+                raise UsageError(f"{name} must be a positive number of seconds", field=name)
+        if self.redis_url is not None:
+            # The URL itself is never repeated: it may hold a password.
+            if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+                raise UsageError(
+                    "redis_url must start with redis://, rediss:// or unix://", field="redis_url"
+                )
+            if importlib.util.find_spec("redis") is None:
+                raise UsageError(
+                    "redis_url is set but redis-py is not installed: pip install 'gistscan[redis]'",
+                    field="redis_url",
+                )
 
     @property
     def scan_settings(self) -> Settings:
@@ -160,6 +196,13 @@ SERVER_ENV: dict[str, tuple[str, str]] = {
     "GISTSCAN_CACHE_MAX_PAGES": ("cache_max_pages", "int"),
     "GISTSCAN_CACHE_RAW_BUDGET": ("cache_raw_budget", "int"),
     "GISTSCAN_CACHE_RAW_MAX_FILE": ("cache_raw_max_file", "int"),
+    "GISTSCAN_REDIS_URL": ("redis_url", "secret"),
+    "GISTSCAN_REDIS_KEY_PREFIX": ("redis_key_prefix", "str"),
+    "GISTSCAN_REDIS_TIMEOUT": ("redis_timeout", "float"),
+    "GISTSCAN_REDIS_TTL": ("redis_ttl", "float"),
+    "GISTSCAN_REDIS_RAW_MAX_FILE": ("redis_raw_max_file", "int"),
+    "GISTSCAN_REDIS_LOCK_TIMEOUT": ("redis_lock_timeout", "float"),
+    "GISTSCAN_RATELIMIT_RESERVE": ("ratelimit_reserve", "int"),
 }
 # Every variable the server reads.
 ENV: dict[str, tuple[str, str]] = SETTINGS_ENV | SERVER_ENV
@@ -211,23 +254,56 @@ def make_app(config: ServerConfig | None = None) -> web.Application:
     return app
 
 
-async def resources(app: web.Application) -> AsyncIterator[None]:
-    """One client session (pooled connections to GitHub), one cache, one matching pool."""
-    config = app[CONFIG]
-    app[CACHE] = MemoryCache(
-        page_ttl=config.cache_page_ttl,
-        max_pages=config.cache_max_pages,
-        raw_budget=config.cache_raw_budget,
-        raw_max_file=config.cache_raw_max_file,
+@contextlib.asynccontextmanager
+async def cache_and_budget(config: ServerConfig) -> AsyncIterator[tuple[MemoryCache, Budget]]:
+    """The server's cache and GitHub budget: in memory, or with Redis behind them (shared
+    with the other replicas) when `redis_url` is set. Redis not answering at start is logged
+    and the server starts anyway (it uses Redis once it answers)."""
+    memory: dict[str, Any] = {
+        "page_ttl": config.cache_page_ttl,
+        "max_pages": config.cache_max_pages,
+        "raw_budget": config.cache_raw_budget,
+        "raw_max_file": config.cache_raw_max_file,
+    }
+    if config.redis_url is None:
+        yield MemoryCache(**memory), Budget(reserve=config.ratelimit_reserve)
+        return
+    from gistscan import shared  # only with Redis configured: redis-py is an optional extra
+
+    store = shared.SharedStore(
+        config.redis_url, key_prefix=config.redis_key_prefix, timeout=config.redis_timeout
     )
+    token = config.settings.token
+    try:
+        if await store.ping():
+            log.info("sharing the cache and GitHub's budget through redis at %s", store.where)
+        yield (
+            shared.SharedCache(
+                store,
+                token=token,
+                ttl=config.redis_ttl,
+                raw_max_shared=config.redis_raw_max_file,
+                lock_timeout=config.redis_lock_timeout,
+                **memory,
+            ),
+            shared.SharedBudget(store, token=token, reserve=config.ratelimit_reserve),
+        )
+    finally:
+        await store.close()
+
+
+async def resources(app: web.Application) -> AsyncIterator[None]:
+    """One client session (pooled connections to GitHub), one cache and budget (shared with
+    other replicas through Redis when configured), one matching pool."""
+    config = app[CONFIG]
     app[SLOTS] = SearchSlots(config.max_concurrent_searches)
     app[MATCHING] = ThreadPoolExecutor(
         max_workers=config.matching_threads or os.cpu_count() or 2,
         thread_name_prefix="gistscan-match",
     )
-    app[BUDGET] = Budget()
-    async with client_session() as session:
+    async with client_session() as session, cache_and_budget(config) as (cache, budget):
         app[SESSION] = session
+        app[CACHE], app[BUDGET] = cache, budget
         yield
     # A thread cannot be stopped: wait for the chunks still being matched (each bounded by
     # the per-file regex budget) off the loop, so shutdown leaves no thread burning.

@@ -147,7 +147,7 @@ class SharedStore:
             self._failed(exc)
             return default
         if self._down_since is not None:
-            log.warning(
+            log.info(
                 "redis at %s answers again after %.1f s: the shared cache and budget are back"
                 " in use",
                 self.where,
@@ -174,7 +174,7 @@ class SharedStore:
             # The message of a redis-py error names the host and the failure, never a key.
             log.warning(
                 "redis at %s failed (%s: %s): serving from memory and GitHub until it answers"
-                " again (tried every %g s)",
+                " again (tried again every %g s)",
                 self.where,
                 kind,
                 str(exc)[:200] or type(exc).__name__,

@@ -276,7 +276,7 @@ async def test_redis_down_is_a_miss_logged_once_then_used_again_when_back(
 ) -> None:
     """Killed: every operation answers at once as a miss, the outage is logged once and
     counted; started again (empty): used again after the retry interval, logged once."""
-    caplog.set_level(logging.WARNING, logger="gistscan.shared")
+    caplog.set_level(logging.INFO, logger="gistscan.shared")
     store = stores(retry_interval=0.3)
     cache, budget = shared_cache(store), SharedBudget(store, token=TOKEN)
     await cache.put_page("u", page())
