@@ -4,6 +4,11 @@ Requests are counted, not timed, so each scan runs once. The CLI keeps no cache 
 processes, so every search pays the whole list and every file; the server caches list pages
 (fresh for GISTSCAN_CACHE_PAGE_TTL seconds, then revalidated with If-None-Match, where a
 304 is free of rate limit) and raw bytes (immutable: the raw URL names the revision).
+
+Two replicas (two server processes, as behind a load balancer) each pay for everything
+without Redis; with one Redis (GISTSCAN_REDIS_URL, a real redis-server started here) what
+one replica fetched the other reads from Redis, and the same requests at the same moment on
+both are made once (a Redis lock per URL).
 """
 
 from __future__ import annotations
@@ -148,6 +153,7 @@ async def run(profile: Profile, progress: Callable[[str], None]) -> Section:
             same = all(row[k] == alone[k] for k in ("list 200", "list 304", "raw", "other"))
             row["target"] = "= one search alone"
             row["met?"] = verdict(same and all(s.get("files") == FILES for s in both))
+    await two_replicas(section, scan, spec, twin_spec, progress)
     section.notes += [
         "list 304 = conditional list requests answered Not Modified (free of rate limit);"
         " raw = raw file downloads; other = any other request.",
@@ -155,5 +161,76 @@ async def run(profile: Profile, progress: Callable[[str], None]) -> Section:
         " single-flight map keyed by URL), so they cost GitHub what one search does.",
         "TTL 0 (GISTSCAN_CACHE_PAGE_TTL=0) shows a stale page being revalidated rather than"
         " waiting out the default 60 s lifetime.",
+        "Two replicas: two `gistscan serve` processes; with Redis, both point at one"
+        " redis-server (GISTSCAN_REDIS_URL); B's search follows A's, or both run at once.",
     ]
     return section
+
+
+async def two_replicas(
+    section: Section, scan: Any, spec: dict[str, Any], twin_spec: dict[str, Any], progress: Any
+) -> None:
+    """Rows: A then B on the same user, and A and B at once, without and with one Redis."""
+    try:
+        from tests.redis_server import RedisServer
+
+        redis_server = RedisServer()
+        import redis  # noqa: F401  (the `redis` extra: the servers need it)
+    except (FileNotFoundError, ImportError) as exc:
+        section.notes.append(f"two-replica rows absent: {exc}")
+        return
+    redis_server.start()
+    try:
+        for label, env in (
+            ("no Redis", {}),
+            ("one Redis", {"GISTSCAN_REDIS_URL": redis_server.url}),
+        ):
+            async with (
+                fake_github(spec) as fake,
+                gistscan_server(fake.url, **env) as a,
+                gistscan_server(fake.url, **env) as b,
+            ):
+                await scan(
+                    f"2 replicas, {label}: A, first search of the user",
+                    fake,
+                    lambda p, base=a: server_search(base, p),
+                    FIRST,
+                )
+                row = await scan(
+                    f"2 replicas, {label}: B, same user, another pattern",
+                    fake,
+                    lambda p, base=b: server_search(base, p),
+                    SECOND,
+                )
+                if env:
+                    ok = row["list 200"] == 0 and row["list 304"] <= PAGES and row["raw"] == 0
+                    row["target"] = f"0 list 200, ≤ {PAGES} list 304, 0 raw"
+                    row["met?"] = verdict(ok and row["files scanned"] == FILES)
+            async with (
+                fake_github(twin_spec) as fake,
+                gistscan_server(fake.url, **env) as a,
+                gistscan_server(fake.url, **env) as b,
+            ):
+                progress(f"economy: two replicas at once, {label}")
+                await redis_flush(redis_server)
+                await fake.reset()
+                both = await asyncio.gather(server_search(a, FIRST), server_search(b, SECOND))
+                row = section.add(
+                    scan=f"2 replicas, {label}, cold: A and B search the same user at once",
+                    **counted(await fake.counters()),
+                )
+                row["files scanned"] = " + ".join(str(summary.get("files")) for summary in both)
+                if env:
+                    ok = row["list 200"] == PAGES and row["raw"] == FILES
+                    row["target"] = f"= one search alone ({PAGES} list, {FILES} raw)"
+                    row["met?"] = verdict(ok and all(s.get("files") == FILES for s in both))
+    finally:
+        redis_server.stop()
+
+
+async def redis_flush(server: Any) -> None:
+    """Empty the Redis between rows (a cold fleet)."""
+    import redis.asyncio as aioredis
+
+    async with aioredis.Redis.from_url(server.url) as client:
+        await client.flushall()

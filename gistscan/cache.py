@@ -178,9 +178,10 @@ class MemoryCache:
 
     @contextlib.asynccontextmanager
     async def lead_page(self, url: str) -> AsyncIterator[bool]:
-        """Around a fetch of list page `url`: whether another process was fetching it and was
-        waited for (then look in the cache again before asking GitHub). Always False here:
-        this process's identical requests already share one (`flights`)."""
+        """Around a fetch of list page `url`: whether to look in the cache again before asking
+        GitHub, because another process may have fetched it since the lookup (a shared level
+        waits for one fetching it now). Always False here: this process's identical requests
+        already share one (`flights`)."""
         yield False
 
     @contextlib.asynccontextmanager

@@ -180,8 +180,8 @@ class GitHub:
         kept = await self._kept_page(url)
         if isinstance(kept, Page):
             return kept
-        async with self.cache.lead_page(url) as waited:
-            if waited:  # another process fetched it meanwhile: its answer is likely kept now
+        async with self.cache.lead_page(url) as look_again:
+            if look_again:  # another process may have fetched it since: its answer is kept
                 kept = await self._kept_page(url)
                 if isinstance(kept, Page):
                     return kept
@@ -279,9 +279,9 @@ class GitHub:
         copy = await self._kept_raw(url)
         if copy is None:
             with cache.flights.running(url):
-                async with cache.lead_raw(url, size) as waited:
-                    # Another process downloaded it meanwhile: likely kept now.
-                    copy = await cache.raw(url) if waited else None
+                async with cache.lead_raw(url, size) as look_again:
+                    # Another process may have downloaded it since: then it is kept.
+                    copy = await cache.raw(url) if look_again else None
                     if copy is None:
                         keep = cache.raw_keeper(url, size)
                         async with aclosing(self._download(url, chunk_size, size)) as chunks:

@@ -187,18 +187,19 @@ class SharedStore:
 
     @contextlib.asynccontextmanager
     async def lead(self, name: str, ttl: float) -> AsyncIterator[bool]:
-        """Hold lock `name` for the block (at most `ttl` s: it expires by itself); when another
-        replica holds it, first wait for it (at most `ttl` s) and yield True: "look again
-        before fetching". Without Redis, yields False at once: fetch."""
+        """Hold lock `name` for the block (it expires by itself after `ttl` s), after waiting
+        (at most `ttl` s) for the replica holding it, if one does. Yields whether to look in
+        the cache again before fetching: True when Redis answered, for another replica may
+        have fetched it since the caller looked (or was just waited for); False without
+        Redis: fetch at once."""
         lock = self.client.lock(name, timeout=ttl, sleep=LOCK_POLL, thread_local=False)
         held = await self.run(lambda _: lock.acquire(blocking=False), None)
-        waited = held is False
-        if waited:
+        if held is False:
             held = await self.run(
                 lambda _: lock.acquire(blocking=True, blocking_timeout=ttl), None, wait=ttl
             )
         try:
-            yield waited
+            yield held is not None
         finally:
             if held:
                 await self.run(lambda _: _release(lock), None)
@@ -366,8 +367,8 @@ class SharedCache(MemoryCache):
     @contextlib.asynccontextmanager
     async def lead_page(self, url: str) -> AsyncIterator[bool]:
         name = self.store.key("lock", self.who, _digest(url))
-        async with self.store.lead(name, self.lock_timeout) as waited:
-            yield waited
+        async with self.store.lead(name, self.lock_timeout) as look_again:
+            yield look_again
 
     @contextlib.asynccontextmanager
     async def lead_raw(self, url: str, size: int | None) -> AsyncIterator[bool]:
@@ -375,8 +376,8 @@ class SharedCache(MemoryCache):
             yield False  # never kept in Redis: a waiting replica would find nothing
             return
         name = self.store.key("lock", "raw", _digest(url))
-        async with self.store.lead(name, self.lock_timeout) as waited:
-            yield waited
+        async with self.store.lead(name, self.lock_timeout) as look_again:
+            yield look_again
 
 
 class SharedRawKeeper(RawKeeper):
