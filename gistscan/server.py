@@ -161,6 +161,15 @@ class ServerConfig:
                     "redis_url is set but redis-py is not installed: pip install 'gistscan[redis]'",
                     field="redis_url",
                 )
+            from gistscan.shared import check_url  # imports redis-py: only when it is used
+
+            try:
+                check_url(self.redis_url)
+            except ValueError:
+                raise UsageError(
+                    "redis_url is not a Redis URL (check its host, port, database and options)",
+                    field="redis_url",
+                ) from None
 
     @property
     def scan_settings(self) -> Settings:

@@ -82,6 +82,15 @@ def _digest(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()
 
 
+def check_url(url: str) -> None:
+    """Raise ValueError unless redis-py takes `url` (host, port, database, options); nothing
+    connects. The URL is not repeated: it may hold a password."""
+    try:
+        aioredis.Redis.from_url(url).connection_pool.make_connection()  # type: ignore[no-untyped-call]
+    except (ValueError, TypeError):
+        raise ValueError("not a Redis URL redis-py accepts") from None
+
+
 def where(url: str) -> str:
     """host:port/db of a Redis URL, for logs: never its user or password."""
     try:

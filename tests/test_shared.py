@@ -5,6 +5,7 @@ Redis stand for two replicas (the end-to-end tests run two real servers)."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -17,8 +18,9 @@ from prometheus_client import REGISTRY
 
 from gistscan.cache import StoredPage
 from gistscan.config import Settings
-from gistscan.errors import ListingError
+from gistscan.errors import ListingError, UsageError
 from gistscan.pipeline import make_github
+from gistscan.server import ServerConfig
 from gistscan.shared import SharedBudget, SharedCache, SharedStore, identity
 from tests.fake_github import FakeFile, FakeGist, FakeGitHub, big_text, make_gists
 from tests.redis_server import RedisServer
@@ -343,3 +345,45 @@ async def test_a_flushed_redis_is_a_cold_cache(stores: Stores, inspect: aioredis
     await a.put_page("w", page(3))
     found = await b.page("w")
     assert found is not None and found.page == page(3)
+
+
+# -- settings ------------------------------------------------------------------------------------
+
+
+def test_redis_settings_are_read_checked_and_never_show_the_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every GISTSCAN_REDIS_* variable reaches its field; a bad one is refused naming the
+    variable and never repeating the URL (it may hold a password), nor does a repr."""
+    env = {
+        "GISTSCAN_REDIS_URL": "redis://:s3cretpw@10.0.0.5:6380/2",
+        "GISTSCAN_REDIS_KEY_PREFIX": "fleet:",
+        "GISTSCAN_REDIS_TIMEOUT": "0.5",
+        "GISTSCAN_REDIS_TTL": "600",
+        "GISTSCAN_REDIS_RAW_MAX_FILE": "1000",
+        "GISTSCAN_REDIS_LOCK_TIMEOUT": "3",
+        "GISTSCAN_RATELIMIT_RESERVE": "50",
+    }
+    config = ServerConfig.from_env(env)
+    assert (config.redis_url, config.redis_key_prefix) == (env["GISTSCAN_REDIS_URL"], "fleet:")
+    assert (config.redis_timeout, config.redis_ttl, config.redis_lock_timeout) == (0.5, 600, 3)
+    assert (config.redis_raw_max_file, config.ratelimit_reserve) == (1000, 50)
+    assert "s3cretpw" not in repr(config)
+    assert ServerConfig.from_env({}).redis_url is None
+    for variable, value in (
+        ("GISTSCAN_REDIS_URL", "http://:s3cretpw@h/0"),
+        ("GISTSCAN_REDIS_URL", "redis://:s3cretpw@h:port/0"),
+        ("GISTSCAN_REDIS_URL", "redis://:s3cretpw@h:6379/0?nosuchoption=1"),
+        ("GISTSCAN_REDIS_TIMEOUT", "0"),
+        ("GISTSCAN_REDIS_LOCK_TIMEOUT", "inf"),
+        ("GISTSCAN_RATELIMIT_RESERVE", "-1"),
+    ):
+        with pytest.raises(UsageError) as caught:
+            ServerConfig.from_env({**env, variable: value})
+        assert caught.value.message.startswith(variable) and "s3cretpw" not in str(caught.value)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "redis" else real(name, *a)
+    )
+    with pytest.raises(UsageError, match=r"pip install 'gistscan\[redis\]'"):
+        ServerConfig.from_env(env)
