@@ -84,8 +84,8 @@ FILE_ERRORS = Counter(
 
 REDIS_UP = Gauge(
     "gistscan_redis_up",
-    "1 while the shared Redis answers, 0 during an outage (the replica serves from its memory"
-    " cache and GitHub meanwhile).",
+    "1 while the shared Redis answers; 0 during an outage (the replica serves from its memory"
+    " cache and GitHub meanwhile), and when no Redis is configured.",
 )
 REDIS_OUTAGES = Counter(
     "gistscan_redis_outages", "Outages of the shared Redis seen: down, too slow, or refusing."

@@ -70,6 +70,19 @@ end
 return redis.call('HMGET', KEYS[1], 'remaining', 'reset')
 """
 
+# Publish a complete download: the partial copy becomes the file's key only if it holds
+# exactly the bytes written (an evicted partial key would have been recreated by APPEND with
+# its head missing).
+PUBLISH_RAW = """
+if redis.call('STRLEN', KEYS[1]) ~= tonumber(ARGV[1]) then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+redis.call('RENAME', KEYS[1], KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
+"""
+
 
 def identity(token: str | None) -> str:
     """Who a token is, for keys: a SHA-256 prefix (the token itself is never stored)."""
@@ -134,10 +147,6 @@ class SharedStore:
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
-
-    @property
-    def up(self) -> bool:
-        return self._down_since is None
 
     async def run(
         self, op: Callable[[aioredis.Redis], Awaitable[T]], default: T, *, wait: float = 0.0
@@ -251,6 +260,7 @@ class SharedCache(MemoryCache):
         self.raw_max_shared = raw_max_shared
         self.lock_timeout = lock_timeout
         self.who = identity(token)
+        self.publish = store.client.register_script(PUBLISH_RAW)
 
     # -- list pages ----------------------------------------------------------------------------
 
@@ -415,15 +425,20 @@ class SharedRawKeeper(RawKeeper):
             return
         ttl_ms = round(PART_TTL * 1000)
 
-        async def append(r: aioredis.Redis) -> bool:
+        async def append(r: aioredis.Redis) -> int:
             async with r.pipeline(transaction=False) as pipe:
                 pipe.append(part, chunk)
                 pipe.pexpire(part, ttl_ms)
-                await pipe.execute()
-            return True
+                length, _ = await pipe.execute()
+            return int(length)
 
-        if not await self.shared.store.run(append, False):
-            self.part = None  # a gap would corrupt the copy
+        # Another length than written: a write failed, or the partial key was evicted and
+        # APPEND began it again. Either way the copy has a gap: stop writing it.
+        length = await self.shared.store.run(append, -1)
+        if length != self.written:
+            self.part = None
+            if length >= 0:  # Redis answered: drop what APPEND began again
+                await self.shared.store.run(lambda r: r.delete(part), 0)
 
     async def done(self) -> None:
         await super().done()
@@ -431,15 +446,8 @@ class SharedRawKeeper(RawKeeper):
         if part is None or not self.written:
             return
         key = self.shared.store.key("raw", _digest(self.url))
-        ttl_ms = round(self.shared.ttl * 1000)
-
-        async def publish(r: aioredis.Redis) -> None:
-            async with r.pipeline(transaction=True) as pipe:
-                pipe.rename(part, key)
-                pipe.pexpire(key, ttl_ms)
-                await pipe.execute()
-
-        await self.shared.store.run(publish, None)
+        args = [self.written, round(self.shared.ttl * 1000)]
+        await self.shared.store.run(lambda _: self.shared.publish(keys=[part, key], args=args), 0)
 
 
 class SharedBudget(Budget):

@@ -165,6 +165,27 @@ async def test_raw_bytes_are_shared_in_chunks_and_within_the_size_cap(stores: St
     assert [await b.raw(u) for u in ("listed", "grew", "unfinished")] == [None, None, None]
 
 
+async def test_a_partial_copy_evicted_mid_download_is_never_published(
+    stores: Stores, inspect: aioredis.Redis
+) -> None:
+    """Under maxmemory a partial copy may be evicted while a download is written: the next
+    APPEND would begin it again without its head. No such copy is ever published, and it is
+    no outage."""
+    a, b = shared_cache(stores()), shared_cache(stores())
+    outages = metric("gistscan_redis_outages_total")
+    for last_chunk in (b"c" * 10, None):  # evicted before the last chunk, or after it
+        keeper = a.raw_keeper("r", 30)
+        await keeper.add(b"a" * 10)
+        await keeper.add(b"b" * 10)
+        await inspect.delete(*await inspect.keys("t:raw-part:*"))
+        if last_chunk is not None:
+            await keeper.add(last_chunk)
+        await keeper.done()
+        assert await b.raw("r") is None
+        assert await inspect.keys("*") == []
+    assert metric("gistscan_redis_outages_total") == outages
+
+
 async def test_a_shared_copy_that_vanishes_mid_read_is_finished_from_github(
     stores: Stores, fake: FakeGitHub, redis_server: RedisServer, inspect: aioredis.Redis
 ) -> None:
