@@ -179,6 +179,25 @@ async def test_below_the_reserve_both_replicas_refuse_uncached_searches_only(
     assert fake.requests["list"] == 0 and fake.requests["list_304"] == 0
 
 
+async def test_a_secondary_limit_met_by_a_holds_b_too(
+    fake: FakeGitHub, replicas: Start, redis_server: RedisServer
+) -> None:
+    """GitHub's secondary limit (429, Retry-After: 30) answered to A: B, asked for another
+    user, answers 429 with the same wait without asking GitHub."""
+    users(fake, "alice", "bob")
+    fake.set_list_fault("alice", "rate_limited_429", times=1)
+    a = await replicas("a", GISTSCAN_REDIS_URL=redis_server.url)
+    b = await replicas("b", GISTSCAN_REDIS_URL=redis_server.url)
+    status, records = await a.search("alice")
+    assert status == 429 and records[0]["error"] == "rate_limited"
+    assert fake.requests["list"] == 1
+    url = b.base + SEARCH.format("bob")
+    async with b.session.get(url, params={"pattern": "fox"}) as resp:
+        b.statuses.append(resp.status)
+        assert resp.status == 429 and 25 <= int(resp.headers["Retry-After"]) <= 30
+    assert fake.requests["list"] == 1
+
+
 async def test_redis_killed_and_started_again_under_two_replicas(
     fake: FakeGitHub, replicas: Start, redis_server: RedisServer
 ) -> None:
