@@ -20,7 +20,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-import redis.asyncio as aioredis
 
 from tests.fake_github import FakeGitHub, make_gists
 from tests.redis_server import RedisServer, free_port
@@ -198,36 +197,43 @@ async def test_a_secondary_limit_met_by_a_holds_b_too(
     assert fake.requests["list"] == 1
 
 
-async def test_redis_killed_and_started_again_under_two_replicas(
-    fake: FakeGitHub, replicas: Start, redis_server: RedisServer
+@pytest.mark.parametrize(("outage", "kind"), [("kill", "connection"), ("pause", "timeout")])
+async def test_redis_down_or_hung_and_back_under_two_replicas(
+    fake: FakeGitHub, replicas: Start, redis_server: RedisServer, outage: str, kind: str
 ) -> None:
-    """Redis killed mid-test: both replicas go on from memory and GitHub (no 5xx, searches
-    complete), each logs the outage once; started again (empty), it is used again: a user
-    searched on A then costs B nothing."""
-    later = [f"carol{i}" for i in range(40)]
-    users(fake, "alice", "bob", *later, gists=2, files=1)
+    """Redis killed (or hung: SIGSTOP, connections accepted and never answered) mid-test:
+    both replicas go on from memory and GitHub (no 5xx, searches complete), each logs the
+    outage once; started again (empty) or resumed, it is used again: a user searched on A
+    then costs B nothing."""
+    later = iter([f"carol{i}" for i in range(60)])
+    users(fake, "alice", "bob", *[f"carol{i}" for i in range(60)], gists=2, files=1)
     env = {"GISTSCAN_REDIS_URL": redis_server.url}
     a, b = await replicas("a", **env), await replicas("b", **env)
     await a.complete("alice", 2)
-    redis_server.kill()
+    stop, start = (
+        (redis_server.kill, redis_server.start)
+        if outage == "kill"
+        else (redis_server.pause, redis_server.resume)
+    )
+    stop()
     await b.complete("alice", 2)  # B's memory has nothing: from GitHub
     for replica in (a, b, a, b):
         await replica.complete("bob", 2)
         assert (await replica.search("ghost"))[0] == 404
-    redis_server.start()
-    async with aioredis.Redis.from_url(redis_server.url) as inspect:
-        deadline = time.monotonic() + 20
-        for name in later:  # new users, until A writes to Redis again
-            await a.complete(name, 2)
-            if await inspect.dbsize():
-                break
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.2)
+    start()
+    deadline = time.monotonic() + 20
+    while not a.log_lines("answers again after"):  # new users, until A uses Redis again
+        await a.complete(next(later), 2)
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.2)
+    name = next(later)
+    await a.complete(name, 2)
     fake.reset_counters()
     await b.complete(name, 2)
     assert fake.requests["raw"] == 0 and fake.requests["list"] == 0
     for replica in (a, b):
-        assert len(replica.log_lines("failed (connection")) == 1
+        assert len(replica.log_lines(f"failed ({kind}")) == 1
+        assert len(replica.log_lines("failed (")) == 1
         assert len(replica.log_lines("answers again after")) == 1
 
 
