@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRY_INTERVAL = 1.0  # seconds Redis is left alone after a failure
 LOCK_POLL = 0.05  # seconds between tries of a lock another replica holds
+# Longest wait for another replica's download of a file: a download goes at the pace of its
+# reader (a slow client, a costly pattern), so past this a replica downloads the file itself,
+# as it would without Redis. A list page is fetched whole, and waited for up to the lock's TTL.
+RAW_WAIT = 1.0
 PART_TTL = 120.0  # seconds an abandoned partial raw copy lingers (renewed by each chunk)
 
 # Merge one answer's rate limit into the fleet's view: a later window (reset) replaces the
@@ -204,9 +208,9 @@ class SharedStore:
         return await self.run(lambda r: r.ping(), False) is True
 
     @contextlib.asynccontextmanager
-    async def lead(self, name: str, ttl: float) -> AsyncIterator[bool]:
+    async def lead(self, name: str, ttl: float, wait: float) -> AsyncIterator[bool]:
         """Hold lock `name` for the block (it expires by itself after `ttl` s), after waiting
-        (at most `ttl` s) for the replica holding it, if one does. Yields whether to look in
+        (at most `wait` s) for the replica holding it, if one does. Yields whether to look in
         the cache again before fetching: True when Redis answered, for another replica may
         have fetched it since the caller looked (or was just waited for); False without
         Redis: fetch at once."""
@@ -214,7 +218,7 @@ class SharedStore:
         held = await self.run(lambda _: lock.acquire(blocking=False), None)
         if held is False:
             held = await self.run(
-                lambda _: lock.acquire(blocking=True, blocking_timeout=ttl), None, wait=ttl
+                lambda _: lock.acquire(blocking=True, blocking_timeout=wait), None, wait=wait
             )
         try:
             yield held is not None
@@ -241,7 +245,8 @@ class SharedCache(MemoryCache):
     `raw_max_shared` bytes for `ttl` seconds; they are read back in chunks (GETRANGE), so a
     file is never held whole because of Redis. `lead_page` / `lead_raw` hold a lock per URL
     for at most `lock_timeout` seconds while this replica fetches, so that another replica
-    asking at the same moment waits and then reads the answer here instead of asking GitHub.
+    asking at the same moment waits (for a page up to `lock_timeout`, for a file `RAW_WAIT`)
+    and then reads the answer here instead of asking GitHub.
     """
 
     def __init__(
@@ -386,7 +391,7 @@ class SharedCache(MemoryCache):
     @contextlib.asynccontextmanager
     async def lead_page(self, url: str) -> AsyncIterator[bool]:
         name = self.store.key("lock", self.who, _digest(url))
-        async with self.store.lead(name, self.lock_timeout) as look_again:
+        async with self.store.lead(name, self.lock_timeout, self.lock_timeout) as look_again:
             yield look_again
 
     @contextlib.asynccontextmanager
@@ -395,7 +400,8 @@ class SharedCache(MemoryCache):
             yield False  # never kept in Redis: a waiting replica would find nothing
             return
         name = self.store.key("lock", "raw", _digest(url))
-        async with self.store.lead(name, self.lock_timeout) as look_again:
+        wait = min(RAW_WAIT, self.lock_timeout)
+        async with self.store.lead(name, self.lock_timeout, wait) as look_again:
             yield look_again
 
 

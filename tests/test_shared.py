@@ -241,6 +241,30 @@ async def test_identical_requests_of_two_replicas_at_once_cost_github_one(
     assert fake.requests["raw"] == 1
 
 
+async def test_a_download_held_by_a_slow_reader_is_not_waited_for_long(
+    stores: Stores, fake: FakeGitHub
+) -> None:
+    """A's reader stops after the first chunk of a file (a slow client), holding its download:
+    B, reading the same file, waits a moment and then downloads it itself."""
+    content = big_text(10_000)
+    fake.add_user("v", [FakeGist("g1", [FakeFile("big.txt", content)])])
+    a, b = shared_cache(stores(), lock_timeout=30.0), shared_cache(stores(), lock_timeout=30.0)
+    settings = Settings(api_url=fake.api_url, retries=0)
+    async with aiohttp.ClientSession() as session:
+        listed = await make_github(session, settings).get_page(fake.api_url + "/users/v/gists")
+        raw_url = listed.items[0]["files"]["big.txt"]["raw_url"]
+        held = make_github(session, settings, a).iter_raw(raw_url, chunk_size=1000)
+        assert len(await anext(held)) == 1000
+        chunks = make_github(session, settings, b).iter_raw(raw_url, chunk_size=1000)
+        got = await asyncio.wait_for(_join(chunks), 10)  # far under A's lock of 30 s
+        await held.aclose()
+    assert got == content and fake.requests["raw"] == 2
+
+
+async def _join(chunks: Any) -> bytes:
+    return b"".join([chunk async for chunk in chunks])
+
+
 async def test_an_unknown_user_probed_by_one_replica_costs_another_nothing(
     stores: Stores, fake: FakeGitHub
 ) -> None:
