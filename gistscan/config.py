@@ -11,6 +11,7 @@ from typing import Any
 
 import regex
 
+from gistscan.analysis import unsupported
 from gistscan.errors import UsageError
 
 DEFAULT_API_URL = "https://api.github.com"
@@ -45,6 +46,8 @@ def compile_pattern(
 
     Refused before compiling: an empty pattern, one over `max_length` characters, one that
     is not valid Unicode, and one whose `{m,n}` repeats unroll to over `max_unrolled` items.
+    Refused after: a construct the chunked scanner cannot honour exactly (reverse matching,
+    recursion, `\\G`...: see `gistscan.analysis.unsupported`), named in the message.
     """
     if not isinstance(pattern, str) or not pattern:
         raise UsageError("the pattern is empty", field="pattern")
@@ -69,11 +72,18 @@ def compile_pattern(
         )
     flags = regex.VERSION0 | regex.MULTILINE | (regex.IGNORECASE if ignore_case else 0)
     try:
-        return regex.compile(source, flags)
+        compiled = regex.compile(source, flags)
     except Exception as exc:
         # Not only regex.error: an inline `(?V1)` under VERSION0 raises KeyError, say.
         reason = str(exc) if isinstance(exc, regex.error) else f"{type(exc).__name__}: {exc}"
         raise UsageError(f"the pattern does not compile: {reason}", field="pattern") from exc
+    construct = unsupported(compiled)
+    if construct is not None:
+        raise UsageError(
+            f"the pattern uses {construct}, which a streaming search cannot honour exactly",
+            field="pattern",
+        )
+    return compiled
 
 
 _REPEAT_MIN = re.compile(r"\{\s*([0-9]+)")
