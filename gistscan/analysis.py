@@ -44,10 +44,14 @@ class Plan:
     - `stops`: ASCII characters no attempt can consume, look-arounds included (so an attempt
       starting at p examines nothing past the first of them at or after p, plus `PEEK`).
       `line_local` is `"\\n" in stops`.
-    - `fence`: (c, k): an attempt consumes at most k characters c (k >= 1), so it examines
-      nothing past the (k+1)-th c after its start, plus `PEEK`; None when no such c.
+    - `fence`: (c, n): an attempt examines nothing past the n-th character c at or after
+      its start, plus `PEEK` (it consumes at most n - 1 of them, or n when its last
+      consumption is that c: `"token":\\s*"[^"]*"` ends at its fourth quote); None when no c
+      bounds it.
     - `literals`: every match contains one of these strings (compared case-insensitively
       under the pattern's own case folding when `fold`); () when there is no such set.
+      `lead`: a match starts at most this many characters before that string (0 for
+      `apiKey\\d+`; None: unbounded).
     - `restartable`: a search started anywhere finds what the search through the whole
       text finds from there on. False for fuzzy patterns: `regex` treats the first attempt
       of a fuzzy search differently from the same attempt inside a longer search, so they
@@ -61,6 +65,7 @@ class Plan:
     fence: tuple[str, int] | None
     literals: tuple[str, ...]
     fold: bool
+    lead: int | None = None
     restartable: bool = True
 
     @property
@@ -68,7 +73,7 @@ class Plan:
         return "\n" in self.stops
 
 
-UNKNOWN_PLAN = Plan(None, None, None, "", None, (), False, False)
+UNKNOWN_PLAN = Plan(None, None, None, "", None, (), False, None, False)
 
 
 class Unsupported(Exception):
@@ -162,13 +167,46 @@ def plan(pattern: regex.Pattern[str]) -> Plan:
     behind = None if walker.behind == INF else int(walker.behind) + 1
     stops = "".join(chr(c) for c in ASCII if shape.counts[c] == 0)
     fence = None
-    finite = [(shape.counts[ord(c)], c) for c in _FENCE_ORDER if 0 < shape.counts[ord(c)] < INF]
+    last = _final_character(tree, walker)
+    finite = [
+        (shape.counts[ord(c)] + (0 if c == last else 1), c)
+        for c in _FENCE_ORDER
+        if 0 < shape.counts[ord(c)] < INF
+    ]
     if finite:
-        k, c = min(finite, key=lambda kc: (kc[0], _FENCE_ORDER.index(kc[1])))
-        fence = (c, int(k))
-    literals, fold = _literals(tree)
+        n, c = min(finite, key=lambda nc: (nc[0], _FENCE_ORDER.index(nc[1])))
+        fence = (c, int(n))
+    literals, fold, lead = _literals(tree, walker)
     restartable = not any(isinstance(node, core.Fuzzy) for node in _walk(tree))
-    return Plan(width, consumed, behind, stops, fence, literals, fold, restartable)
+    return Plan(width, consumed, behind, stops, fence, literals, fold, lead, restartable)
+
+
+def _final_character(tree: Any, walker: _Walker) -> str | None:
+    """c when every match that consumes the most c's a match can consume ends with that c
+    (the pattern is a sequence whose last consuming item is the plain character c, after
+    items that consume one c fewer), else None."""
+    node = tree
+    while type(node).__name__ == "Group":
+        node = node.subpattern
+    if type(node).__name__ != "Sequence":
+        return None
+    items = list(node.items)
+    while items and isinstance(items[-1], core.ZeroWidthBase):
+        items.pop()  # assertions after it only peek
+    if len(items) < 2:
+        return None
+    end = items[-1]
+    if type(end).__name__ != "Character" or not end.positive or end.case_flags or end.zerowidth:
+        return None
+    if end.value >= 128:
+        return None
+    behind = walker.behind
+    try:
+        before = walker.node(core.Sequence(items[:-1])).counts[end.value]
+        total = walker.node(tree).counts[end.value]
+    finally:
+        walker.behind = behind
+    return chr(end.value) if before == total - 1 else None
 
 
 @dataclass(slots=True)
@@ -381,50 +419,75 @@ def _fuzzy_extra(constraints: dict[str, Any]) -> float:
 # -- required literals --------------------------------------------------------------------------
 
 
-def _literals(tree: Any) -> tuple[tuple[str, ...], bool]:
-    """Strings one of which every match contains, and whether they compare case-insensitively."""
-    found = _required(tree)
+def _literals(tree: Any, walker: _Walker) -> tuple[tuple[str, ...], bool, int | None]:
+    """Strings one of which every match contains, whether they compare case-insensitively,
+    and the most characters a match consumes before that string (None: unbounded)."""
+    found = _Required(walker).node(tree)
     if not found:
-        return (), False
-    alternatives, fold = found
+        return (), False, None
+    alternatives, fold, lead = found
     if not alternatives or any(not s for s in alternatives):
-        return (), False
-    return tuple(sorted(set(alternatives))), fold
+        return (), False, None
+    return tuple(sorted(set(alternatives))), fold, None if lead == INF else int(lead)
 
 
-def _required(node: Any) -> tuple[list[str], bool] | None:
-    kind = type(node).__name__
-    if kind in ("String", "Literal"):
-        text = "".join(chr(c) for c in node.characters)
-        return [text], bool(node.case_flags)
-    if kind == "Character":
-        if not node.positive or node.zerowidth:
-            return None
-        return [chr(node.value)], bool(node.case_flags)
-    if kind == "Sequence":
-        best: tuple[list[str], bool] | None = None
-        for item in node.items:
-            got = _required(item)
-            if got is not None and (best is None or _better(got[0], best[0])):
-                best = got
-        return best
-    if kind == "Branch":
-        alternatives: list[str] = []
-        fold = False
-        for branch in node.branches:
-            got = _required(branch)
-            if got is None:
+class _Required:
+    """The required literals of a node: (alternatives, fold, lead) or None (see `_literals`)."""
+
+    def __init__(self, walker: _Walker) -> None:
+        self.walker = walker
+
+    def consumed(self, node: Any) -> float:
+        behind = self.walker.behind  # measuring again must not count look-behinds twice
+        try:
+            return self.walker.node(node).consumed
+        finally:
+            self.walker.behind = behind
+
+    def node(self, node: Any) -> tuple[list[str], bool, float] | None:
+        kind = type(node).__name__
+        if kind in ("String", "Literal"):
+            text = "".join(chr(c) for c in node.characters)
+            return [text], bool(node.case_flags), 0
+        if kind == "Character":
+            if not node.positive or node.zerowidth:
                 return None
-            alternatives += got[0]
-            fold = fold or got[1]
-        return (alternatives, fold) if len(alternatives) <= _MAX_LITERALS else None
-    if kind in ("GreedyRepeat", "LazyRepeat", "PossessiveRepeat"):
-        return _required(node.subpattern) if node.min_count >= 1 else None
-    if kind in ("Group", "Atomic"):
-        return _required(node.subpattern)
-    return None
+            return [chr(node.value)], bool(node.case_flags), 0
+        if kind == "Sequence":
+            best: tuple[list[str], bool, float] | None = None
+            before: float = 0
+            for item in node.items:
+                got = self.node(item)
+                if got is not None:
+                    got = (got[0], got[1], before + got[2])
+                    if best is None or _better(got, best):
+                        best = got
+                before += self.consumed(item)
+            return best
+        if kind == "Branch":
+            alternatives: list[str] = []
+            fold = False
+            lead: float = 0
+            for branch in node.branches:
+                got = self.node(branch)
+                if got is None:
+                    return None
+                alternatives += got[0]
+                fold = fold or got[1]
+                lead = max(lead, got[2])
+            return (alternatives, fold, lead) if len(alternatives) <= _MAX_LITERALS else None
+        if kind in ("GreedyRepeat", "LazyRepeat", "PossessiveRepeat"):
+            return self.node(node.subpattern) if node.min_count >= 1 else None
+        if kind in ("Group", "Atomic"):
+            return self.node(node.subpattern)
+        return None
 
 
-def _better(a: list[str], b: list[str]) -> bool:
-    """Is alternative set `a` a better filter than `b` (longer shortest string, fewer items)?"""
-    return (min(map(len, a)), -len(a)) > (min(map(len, b)), -len(b))
+def _better(a: tuple[list[str], bool, float], b: tuple[list[str], bool, float]) -> bool:
+    """Is `a` a better filter than `b`: a longer shortest string, then a bounded lead, then
+    fewer alternatives?"""
+
+    def key(x: tuple[list[str], bool, float]) -> tuple[int, bool, int]:
+        return (min(map(len, x[0])), x[2] < INF, -len(x[0]))
+
+    return key(a) > key(b)

@@ -17,8 +17,9 @@ matches that start before `h`, and resumes at `max(h, end of the last one)`. The
 - stops: no attempt can consume a stop character (for a pattern that cannot match a newline,
   `\\n` is one; for `\\w+`, any non-word character), so an attempt starting at or before the
   last stop `z` ends by `z` and is decided once `PEEK` characters after `z` are here;
-- fence (c, k): an attempt consumes at most k characters c (for `"token":\\s*"[^"]*"`, three
-  quotes), so attempts starting at or before the (k+1)-th last c are decided;
+- fence (c, n): an attempt examines nothing past the n-th c after its start (for
+  `"token":\\s*"[^"]*"`, the fourth quote), so attempts starting at or before the n-th last
+  c are decided;
 - none of them: nothing is decided before the end of the file; the text is kept whole, up to
   `max_carry` characters. Beyond that the oldest text is committed as it stands and dropped,
   and the file is flagged `overflowed` (its matches may then differ from the whole-file ones).
@@ -254,7 +255,7 @@ class Scanner:
     - `_pending`: matches already decided whose line is not yet complete in `_buf`
       (a match's `line` may need up to `LINE_CUT` characters after it).
     - `_seen`: the stops and fences (see the module docstring) before it are known:
-      `_last_stop` is the last stop before it (-1 when none), `_fences` the last k+1 fence
+      `_last_stop` is the last stop before it (-1 when none), `_fences` the last n fence
       characters. Only characters at least `PEEK` before `_end` are looked at.
     - `_occ`: the literal occurrences at or after `_pos` found so far, all those starting
       before `_occ_from` (prefilter only).
@@ -291,11 +292,19 @@ class Scanner:
         self._stop_re = _class_regex(p.stops)
         self._stop_back = _class_regex(p.stops, reverse=True)
         self._stop_back_bytes = _class_regex_bytes(p.stops)
-        self._fence_k = p.fence[1] if p.fence else 0
-        self._fences: deque[int] = deque(maxlen=self._fence_k + 1)
+        self._fence_n = p.fence[1] if p.fence else 0
+        self._fences: deque[int] = deque(maxlen=max(1, self._fence_n))
         # The prefilter needs to know where a match containing an occurrence can start.
-        usable = p.literals and p.behind is not None and (p.consumed is not None or p.stops)
-        self.finder = _TextFinder(pattern, p.literals, p.fold) if prefilter and usable else None
+        usable = (
+            p.literals
+            and p.restartable
+            and p.behind is not None
+            and (p.lead is not None or p.stops)
+        )
+        # Without `prefilter` the literals still decide attempts (the plan's knowledge), but
+        # every search runs over the whole decided span, as a check of the windows.
+        self.prefilter = prefilter
+        self.finder = _TextFinder(pattern, p.literals, p.fold) if usable else None
         self._occ: list[int] = []
         self._occ_from = 0
         self._searched = 0  # where the last search stopped (non-restartable plans)
@@ -315,9 +324,11 @@ class Scanner:
         self._find_occurrences()
         self._track()
         hits: list[Hit] = []
-        decided = self._horizon()
-        if decided is not None and decided[0] > self._pos and self._worth_searching():
-            self._commit(*decided)
+        classic = self._horizon()
+        if self.finder is not None:
+            self._commit_windows(classic)
+        elif classic is not None and classic[0] > self._pos and self._worth_searching():
+            self._commit(*classic)
         self._flush_pending(hits, final=False)
         self._trim(hits)
         return hits
@@ -326,7 +337,10 @@ class Scanner:
         """The end of the text: return the remaining matches. Raises `ScanTimeout`."""
         hits: list[Hit] = []
         self._find_occurrences(final=True)
-        self._commit(self._end + 1, self._end)
+        if self.finder is not None:
+            self._commit_windows((self._end + 1, self._end), final=True)
+        else:
+            self._commit(self._end + 1, self._end)
         self._flush_pending(hits, final=True)
         self._count_lines_to(self._end)
         self.closed = True
@@ -338,7 +352,7 @@ class Scanner:
         Returns False (nothing done) when that is not safe here; then `feed` it instead."""
         p = self.plan
         f = self.finder
-        if f is None or self._pending or self._occ or p.behind is None:
+        if f is None or not self.prefilter or self._pending or self._occ or p.behind is None:
             return False
         n = len(block)
         end = self._end
@@ -349,10 +363,10 @@ class Scanner:
             return False
         # Every match now contains an occurrence starting at or after `first`, so attempts
         # starting before `decided` cannot match.
-        first = end + n - f.longest + 1
+        first = max(end + n - f.longest + 1, self._occ_from)
         decided = self._pos
-        if p.consumed is not None:
-            decided = max(decided, first + f.shortest - p.consumed)
+        if p.lead is not None:
+            decided = max(decided, first - p.lead)
         if self._stop_back_bytes is not None and first > end:
             m = self._stop_back_bytes.search(block, 0, first - end)
             if m is not None:
@@ -375,7 +389,7 @@ class Scanner:
         self._buf = block[cut:].decode("ascii")
         self._base = keep
         self._pos = decided
-        self._occ_from = max(first, self._occ_from)
+        self._occ_from = first
         self._seen = keep
         self._last_stop = -1
         self._fences.clear()
@@ -424,7 +438,7 @@ class Scanner:
             c = self.plan.fence[0]
             found: list[int] = []
             hi = top - base
-            while len(found) <= self._fence_k:
+            while len(found) < self._fence_n:
                 i = self._buf.rfind(c, lo - base, hi)
                 if i < 0:
                     break
@@ -445,7 +459,7 @@ class Scanner:
             candidate = (self._last_stop + 1, self._last_stop + PEEK + 1)
             if best is None or candidate[0] > best[0]:
                 best = candidate
-        if p.fence is not None and len(self._fences) > self._fence_k:
+        if p.fence is not None and len(self._fences) == self._fence_n:
             candidate = (self._fences[0] + 1, self._fences[-1] + PEEK + 1)
             if best is None or candidate[0] > best[0]:
                 best = candidate
@@ -456,7 +470,8 @@ class Scanner:
         run it only once the new text is as long as that (amortised linear work)."""
         if self.plan.restartable:
             return True
-        if self._end - self._searched >= self._searched - self._pos:
+        behind = self._end - self._pos
+        if self._end - self._searched >= self._searched - self._pos or 2 * behind > self.max_carry:
             self._searched = self._end
             return True
         return False
@@ -464,18 +479,13 @@ class Scanner:
     def _commit(self, horizon: int, limit: int) -> None:
         """Decide every attempt starting before `horizon` (each examines text before `limit`):
         pend its matches, advance `_pos`."""
-        if self.finder is not None:
-            windows = self._windows(horizon, limit)
-            found, resume = self.guard.run(lambda t: self._search_windows(windows, t))
-        else:
-            found, resume = self.guard.run(lambda t: self._search(horizon, limit, t))
+        found, resume = self.guard.run(lambda t: self._search(horizon, limit, t))
         for start, end, text in found:
             self._pend(start, end, text)
         if self.plan.restartable:
             self._pos = max(resume, min(horizon, self._end))
         else:
             self._pos = resume
-        # An occurrence before `_pos` is only in matches that start before it: decided.
         del self._occ[: bisect.bisect_left(self._occ, self._pos)]
 
     def _search(self, horizon: int, limit: int, timeout: float | None) -> tuple[list[Match], int]:
@@ -491,36 +501,85 @@ class Scanner:
                 found.append((start + base, end + base, m.group()))
         return found, resume
 
-    def _windows(self, horizon: int, limit: int) -> list[tuple[int, int, int]]:
-        """Merged (first, last, endpos) ranges of attempt starts that may match, from the
-        literal occurrences: a match containing an occurrence at i starts in [lo, i]."""
+    def _commit_windows(self, classic: tuple[int, int] | None, final: bool = False) -> None:
+        """The prefilter's commit: decide the attempts that cannot reach a literal occurrence
+        without running `regex`, and run it only in windows around the occurrences.
+
+        Attempts before the classic horizon are decided as in `_commit`. Past it, with a
+        bounded `lead`, an attempt at p can only match with an occurrence in [p, p + lead]:
+        with none there (all occurrences before `_occ_from` are known) it fails; in a window
+        [i - lead, i] it is decided when the window's own bound (width, the stop after i, the
+        n-th fence after i) is in the text.
+        """
         p = self.plan
         f = self.finder
         assert f is not None
-        base = self._base
+        end = self._end
+        horizon, limit = classic if classic is not None else (self._pos, self._pos)
+        open_from = None if final or p.lead is None else self._occ_from - p.lead
         windows: list[tuple[int, int, int]] = []
         for i in self._occ:
-            if p.consumed is not None:
-                lo = i + f.shortest - p.consumed
-                # A bounded span with an unbounded look-ahead: as far as the horizon allows.
-                stop = i + p.width if p.width is not None else limit
-            else:
-                assert self._stop_re is not None and self._stop_back is not None
-                back = self._stop_back.search(self._buf, self._pos - base, i - base)
-                lo = self._pos if back is None else back.start() + base + 1
-                ahead = self._stop_re.search(self._buf, i - base, limit - base)
-                stop = limit if ahead is None else ahead.start() + base + PEEK + 1
-            lo = max(lo, self._pos)
-            hi = min(i, horizon - 1)
-            if lo > hi:
-                continue
-            stop = min(stop, limit)
+            lo = self._window_start(i)
+            bound = end if final else self._window_bound(i)
+            if bound is None and lo >= horizon:
+                if open_from is not None:  # a bounded lead: attempts from lo on stay open
+                    open_from = min(open_from, lo)
+                break
+            stop = limit if bound is None else bound
+            hi = i if bound is not None else min(i, horizon - 1)
             if windows and lo <= windows[-1][1] + 1:
                 first, last, endpos = windows[-1]
                 windows[-1] = (first, max(last, hi), max(endpos, stop))
             else:
                 windows.append((lo, hi, stop))
-        return windows
+        if open_from is not None:
+            horizon = max(horizon, min(open_from, end))
+        if horizon <= self._pos:
+            return
+        windows = [(lo, min(hi, horizon - 1), e) for lo, hi, e in windows if lo < horizon]
+        found: list[Match] = []
+        resume = self._pos
+        if not self.prefilter:
+            found, resume = self.guard.run(lambda t: self._search(horizon, end, t))
+        elif windows:
+            found, resume = self.guard.run(lambda t: self._search_windows(windows, t))
+        for start, stop_, text in found:
+            self._pend(start, stop_, text)
+        self._pos = max(resume, horizon)
+        del self._occ[: bisect.bisect_left(self._occ, self._pos)]
+
+    def _window_start(self, i: int) -> int:
+        """The earliest start of a match containing the occurrence at `i`."""
+        lead = self.plan.lead
+        if lead is not None:
+            return max(self._pos, i - lead)
+        assert self._stop_back is not None  # the prefilter needs a lead or stops
+        back = self._stop_back.search(self._buf, self._pos - self._base, i - self._base)
+        return self._pos if back is None else back.start() + self._base + 1
+
+    def _window_bound(self, i: int) -> int | None:
+        """An end (exclusive) of what every attempt starting at or before `i` examines, when
+        the text already holds it; else None."""
+        p = self.plan
+        base = self._base
+        top = self._end - PEEK  # a bound character must be followed by PEEK characters
+        bounds = []
+        if p.width is not None and i + p.width <= self._end:
+            bounds.append(i + p.width)
+        if self._stop_re is not None:
+            m = self._stop_re.search(self._buf, i - base, top - base)
+            if m is not None:
+                bounds.append(m.start() + base + PEEK + 1)
+        if p.fence is not None:
+            c, n = p.fence
+            j = i - base - 1
+            for _ in range(n):
+                j = self._buf.find(c, j + 1, top - base)
+                if j < 0:
+                    break
+            else:
+                bounds.append(j + base + PEEK + 1)
+        return min(bounds) if bounds else None
 
     def _search_windows(
         self, windows: list[tuple[int, int, int]], timeout: float | None
@@ -557,9 +616,14 @@ class Scanner:
     def _flush_pending(self, hits: list[Hit], *, final: bool) -> None:
         """Turn the pending matches whose line is known into hits (all of them when `final`)."""
         done = 0
+        nl = -1  # the newline ending the line of the match at hand (-1: none in the buffer)
         for start, end, text, line_number, line_start in self._pending:
-            nl = self._buf.find("\n", start - self._base)
-            if nl >= 0:
+            if nl < start - self._base:
+                # Searched once per line, not once per match: a minified line holds many.
+                nl = self._buf.find("\n", start - self._base)
+                if nl < 0:
+                    nl = len(self._buf) + 1  # no newline after here: later matches neither
+            if nl <= len(self._buf) - 1:
                 line = self._line(start, line_start, self._base + nl, complete=True)
             elif final:
                 line = self._line(start, line_start, self._end, complete=True)
@@ -703,8 +767,8 @@ class FileScanner:
         # lone b"\xef" at the end of a file, where the whole-file decode gives U+FFFD.
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._at_start = True
-        finder = self.scanner.finder
-        self._bytes = _ByteFinder.make(self.scanner.plan, pattern) if finder else None
+        use = self.scanner.finder is not None and prefilter
+        self._bytes = _ByteFinder.make(self.scanner.plan, pattern) if use else None
 
     @property
     def overflowed(self) -> bool:
