@@ -257,8 +257,8 @@ class Scanner:
     - `_seen`: the stops and fences (see the module docstring) before it are known:
       `_last_stop` is the last stop before it (-1 when none), `_fences` the last n fence
       characters. Only characters at least `PEEK` before `_end` are looked at.
-    - `_occ`: the literal occurrences at or after `_pos` found so far, all those starting
-      before `_occ_from` (prefilter only).
+    - `_occ`: the literal occurrences at or after `_pos` found so far: all those lying
+      whole in the text, so all those starting before `_occ_from` (prefilter only).
     - Kept text: look-behind context before `_pos`, the start of `_pos`'s line (at most
       `LINE_CUT` + 1 characters back), and the lines of pending matches. When what must be
       kept outgrows `max_carry`, the oldest text is committed as it stands and dropped, and
@@ -307,6 +307,8 @@ class Scanner:
         self.finder = _TextFinder(pattern, p.literals, p.fold) if usable else None
         self._occ: list[int] = []
         self._occ_from = 0
+        self._occ_last = -1
+        self.occurrences = 0  # found so far (FileScanner skips the byte check in hot spans)
         self._searched = 0  # where the last search stopped (non-restartable plans)
 
     @property
@@ -411,17 +413,21 @@ class Scanner:
     # -- deciding ----------------------------------------------------------------------------
 
     def _find_occurrences(self, final: bool = False) -> None:
+        """Record the occurrences lying whole in the text new since the last call. Those
+        starting before the new `_occ_from` are then all known; a shorter literal near the
+        end may be recorded earlier (`_occ_last` keeps it from being recorded twice)."""
         f = self.finder
         if f is None:
             return
         start = max(self._occ_from, self._pos)
-        stop = self._end if final else self._end - f.longest + 1
-        if stop <= start:
-            return
         base = self._base
-        found = f.find(self._buf, start - base, self._end - base)
-        self._occ += [i + base for i in found if i + base < stop]
-        self._occ_from = stop
+        found = [i + base for i in f.find(self._buf, start - base, self._end - base)]
+        found = [i for i in found if i > self._occ_last]
+        if found:
+            self._occ += found
+            self._occ_last = found[-1]
+            self.occurrences += len(found)
+        self._occ_from = max(self._occ_from, self._end if final else self._end - f.longest + 1)
 
     def _track(self) -> None:
         """Record the stops and fence characters of the text new since the last call."""
@@ -767,6 +773,7 @@ class FileScanner:
         # lone b"\xef" at the end of a file, where the whole-file decode gives U+FFFD.
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._at_start = True
+        self._hot = False  # the last block held literal occurrences
         use = self.scanner.finder is not None and prefilter
         self._bytes = _ByteFinder.make(self.scanner.plan, pattern) if use else None
 
@@ -822,6 +829,13 @@ class FileScanner:
 
     def _scan(self, block: bytes) -> list[Hit]:
         finder = self._bytes
+        if self._hot:
+            # The last block held occurrences: this one likely does too, and the text path
+            # searches it anyway. Check bytes again once a block comes without any.
+            before = self.scanner.occurrences
+            hits = self.scanner.feed(self._decode(block))
+            self._hot = self.scanner.occurrences > before
+            return hits
         if (
             finder is not None
             and block.isascii()
@@ -831,6 +845,7 @@ class FileScanner:
         ):
             self._at_start = False
             return []
+        self._hot = finder is not None
         return self.scanner.feed(self._decode(block))
 
     def _decode(self, data: bytes, final: bool = False) -> str:
