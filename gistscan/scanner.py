@@ -190,6 +190,12 @@ class _TextFinder:
         return found
 
 
+# How common each ASCII byte is in source code, commonest first (counted over the Python
+# standard library; for the rare-byte search; lower-case letters stand for both cases).
+_FREQUENT = b" etsarinol\ncdfpu_'m.h)(,0gbx\":=y#w-kv>1\\2[]534q*86jz97+/%<;{}`|!@?^~&$"
+_RANK = {c: len(_FREQUENT) - i for i, c in enumerate(_FREQUENT)}
+
+
 class _ByteFinder:
     """Is there an occurrence of the plan's literals in a block of raw bytes?
 
@@ -233,6 +239,33 @@ class _ByteFinder:
     def any_in(self, block: bytes) -> bool:
         if not self.literals:
             return False
+        if len(self.literals) == 1:
+            return self._rare_byte_search(block)
+        return self._whole_search(block)
+
+    def _rare_byte_search(self, block: bytes) -> bool:
+        """ripgrep's trick for one literal: memchr for its rarest byte (in both cases when
+        folding), then compare the literal around each hit. When that byte turns out frequent
+        in this block, the rest of the block is searched for the whole literal instead."""
+        literal = self.literals[0]
+        at = min(range(len(literal)), key=lambda i: _RANK.get(literal[i] | 0x20, 0))
+        rare = literal[at : at + 1]
+        budget = 2 + len(block) // 700  # candidates worth a Python-level look each
+        for byte in dict.fromkeys((rare.lower(), rare.upper()) if self.ascii_only else (rare,)):
+            j = block.find(byte)
+            while j >= 0:
+                start = j - at
+                if start >= 0:
+                    piece = block[start : start + len(literal)]
+                    if (piece.lower() if self.ascii_only else piece) == literal:
+                        return True
+                budget -= 1
+                if budget < 0:
+                    return self._whole_search(block)
+                j = block.find(byte, j + 1)
+        return False
+
+    def _whole_search(self, block: bytes) -> bool:
         if self._regex is not None and not self._lower:
             return self._regex.search(block) is not None
         hay = block.lower() if self._lower else block

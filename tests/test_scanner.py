@@ -693,3 +693,31 @@ def test_prefilter_literals_and_stops_of_the_issue_patterns() -> None:
     assert token.fence == ('"', 4) and not token.line_local  # ends at its fourth quote
     assert plan(compile_pattern(r"\w+")).stops.count(";") == 1
     assert plan(compile_pattern("(?i)import requests")).fold
+
+
+_LITERAL_TOKENS = st.sampled_from(
+    [
+        *["import", " ", "requests", "IMPORT", "Requests", "q", "Q", "\n", "import requests"],
+        *["é", "ImPoRt ReQuEsTs", "reqQuests", "\u212a", "s", "\u017f", "xyz" * 40],
+    ]
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    tokens=st.lists(_LITERAL_TOKENS, max_size=400),
+    pattern=st.sampled_from(["import requests", "q", "requests|import", r"\w*q\w*", "ks"]),
+    ignore_case=st.booleans(),
+    block=st.sampled_from([1, 50, 700, 65536]),
+    piece=st.integers(min_value=1, max_value=3000),
+)
+def test_property_literal_search_in_raw_blocks(
+    tokens: list[str], pattern: str, ignore_case: bool, block: int, piece: int
+) -> None:
+    """Blocks of raw bytes skipped by the literal search (rare byte, case variants, the
+    Kelvin sign and the long s next to ASCII) lose no match."""
+    data = "".join(tokens).encode()
+    compiled = compile_pattern(pattern, ignore_case=ignore_case)
+    got, overflowed = scan_scanner_v2(compiled, data, [piece], block=block, prefilter=True)
+    assert not overflowed
+    assert got == oracle(compiled, data)
