@@ -51,7 +51,8 @@ class Plan:
     - `literals`: every match contains one of these strings (compared case-insensitively
       under the pattern's own case folding when `fold`); () when there is no such set.
       `lead`: a match starts at most this many characters before that string (0 for
-      `apiKey\\d+`; None: unbounded).
+      `apiKey\\d+`; None: unbounded). `full_fold`: some part of the pattern folds case fully
+      (`(?fi)`: `ß` matches `ss`), so a literal's occurrence may differ from it in length.
     - `restartable`: a search started anywhere finds what the search through the whole
       text finds from there on. False for fuzzy patterns: `regex` treats the first attempt
       of a fuzzy search differently from the same attempt inside a longer search, so they
@@ -67,6 +68,7 @@ class Plan:
     fold: bool
     lead: int | None = None
     restartable: bool = True
+    full_fold: bool = False
 
     @property
     def line_local(self) -> bool:
@@ -112,6 +114,12 @@ def unsupported(pattern: regex.Pattern[str]) -> str | None:
         if found is not None:
             return found
     return None
+
+
+def case_variants(flags: int, ch: str) -> list[str]:
+    """Every character `regex` matches `ch` against under `flags`' simple case folding
+    (`k`: k, K and the Kelvin sign), `ch` included."""
+    return [chr(c) for c in _regex.get_all_cases(flags, ord(ch))] + [ch]
 
 
 def _parse(pattern: regex.Pattern[str]) -> tuple[Any, int]:
@@ -177,8 +185,10 @@ def plan(pattern: regex.Pattern[str]) -> Plan:
         n, c = min(finite, key=lambda nc: (nc[0], _FENCE_ORDER.index(nc[1])))
         fence = (c, int(n))
     literals, fold, lead = _literals(tree, walker)
-    restartable = not any(isinstance(node, core.Fuzzy) for node in _walk(tree))
-    return Plan(width, consumed, behind, stops, fence, literals, fold, lead, restartable)
+    nodes = _walk(tree)
+    restartable = not any(isinstance(node, core.Fuzzy) for node in nodes)
+    full_fold = any(getattr(node, "case_flags", 0) & core.FULLCASE for node in nodes)
+    return Plan(width, consumed, behind, stops, fence, literals, fold, lead, restartable, full_fold)
 
 
 def _final_character(tree: Any, walker: _Walker) -> str | None:

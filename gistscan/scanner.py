@@ -53,7 +53,7 @@ from typing import TypeVar
 
 import regex
 
-from gistscan.analysis import PEEK, UNKNOWN_PLAN, Plan, plan
+from gistscan.analysis import PEEK, UNKNOWN_PLAN, Plan, case_variants, plan
 
 __all__ = [
     "PEEK",
@@ -163,16 +163,21 @@ class Guard:
 class _TextFinder:
     """Occurrences of the plan's literals in text, with the pattern's own case folding."""
 
-    def __init__(self, pattern: regex.Pattern[str], literals: tuple[str, ...], fold: bool):
+    def __init__(self, pattern: regex.Pattern[str], plan: Plan) -> None:
+        literals, fold = plan.literals, plan.fold
         self.literals = literals
         self.shortest = min(map(len, literals))
         self.longest = max(map(len, literals))
         self._regex: regex.Pattern[str] | None = None
         if fold:
             flags = pattern.flags & (regex.IGNORECASE | regex.FULLCASE | regex.ASCII)
+            flags |= regex.FULLCASE if plan.full_fold else 0
             alternation = "|".join(regex.escape(s) for s in literals)
             self._regex = regex.compile(alternation, flags | regex.VERSION0 | regex.IGNORECASE)
-            self.shortest = 1 if pattern.flags & regex.FULLCASE else self.shortest
+            if plan.full_fold:
+                # `ß` matches `ss`: an occurrence may be up to 3 times as long or as short.
+                self.shortest = 1
+                self.longest *= 3
 
     def find(self, text: str, start: int, stop: int) -> list[int]:
         """Sorted start offsets of every occurrence, overlapping ones included, that lies
@@ -201,13 +206,23 @@ class _ByteFinder:
 
     Exact on any bytes for case-sensitive literals (their UTF-8 encoding; a literal holding
     U+FFFD, which decoding makes of invalid bytes, gets no byte finder). Case-insensitive ones
-    are looked for only in pure-ASCII blocks (`ascii_only`), as their ASCII case variants.
+    are looked for as their ASCII case variants, which is exact in a block holding none of
+    the non-ASCII characters that fold like one of theirs (`exotic`: the long s for `s`, the
+    Kelvin sign for `k`...). A pattern with full case folding (`ß` matching `ss`) gets none.
     """
 
-    def __init__(self, literals: list[bytes], fold: bool) -> None:
-        self.ascii_only = fold
+    def __init__(self, literals: list[bytes], fold: bool, exotic: tuple[bytes, ...] = ()) -> None:
+        self.fold = fold
+        self.exotic = exotic
         self.literals = literals
         self._lower = fold and len(literals) > 1
+        if len(literals) == 1 and literals[0]:
+            first = literals[0]
+            self._rare_at = min(range(len(first)), key=lambda i: _RANK.get(first[i] | 0x20, 0))
+            rare = first[self._rare_at : self._rare_at + 1]
+            self._rare = tuple(dict.fromkeys((rare.lower(), rare.upper()) if fold else (rare,)))
+        # Non-ASCII bytes never match an ASCII literal byte, so lower-casing only ASCII
+        # letters (what bytes.lower does) keeps the comparison exact on any block.
         single = fold and len(literals) == 1
         self._regex = regex.compile(regex.escape(literals[0]), regex.IGNORECASE) if single else None
 
@@ -217,14 +232,16 @@ class _ByteFinder:
             if any("\ufffd" in s for s in plan.literals):
                 return None
             return cls([s.encode() for s in plan.literals], fold=False)
-        flags = pattern.flags & (regex.IGNORECASE | regex.FULLCASE | regex.ASCII)
+        if plan.full_fold:
+            return None  # `ß` matches `ss`: not one ASCII byte per character
+        flags = pattern.flags & (regex.IGNORECASE | regex.ASCII)
         flags |= regex.IGNORECASE | regex.VERSION0
         ascii_forms = []
+        exotic: set[bytes] = set()
         for s in plan.literals:
             form = []
             for ch in s:
-                if flags & regex.FULLCASE and len(ch.casefold()) > 1:
-                    return None  # `ß` matches `ss`: not one ASCII character per character
+                exotic.update(c.encode() for c in case_variants(flags, ch) if not c.isascii())
                 same = regex.compile(regex.escape(ch), flags)
                 variants = [chr(c) for c in range(128) if same.fullmatch(chr(c))]
                 if not variants:
@@ -234,7 +251,13 @@ class _ByteFinder:
                 form.append(variants[0].lower())
             else:
                 ascii_forms.append("".join(form).encode())
-        return cls(ascii_forms, fold=True)
+        return cls(ascii_forms, True, tuple(sorted(exotic)))
+
+    def usable_on(self, block: bytes) -> bool:
+        """Does `any_in` answer exactly for this block?"""
+        if not self.fold or block.isascii():
+            return True
+        return not any(e in block for e in self.exotic)
 
     def any_in(self, block: bytes) -> bool:
         if not self.literals:
@@ -248,16 +271,15 @@ class _ByteFinder:
         folding), then compare the literal around each hit. When that byte turns out frequent
         in this block, the rest of the block is searched for the whole literal instead."""
         literal = self.literals[0]
-        at = min(range(len(literal)), key=lambda i: _RANK.get(literal[i] | 0x20, 0))
-        rare = literal[at : at + 1]
+        at = self._rare_at
         budget = 2 + len(block) // 700  # candidates worth a Python-level look each
-        for byte in dict.fromkeys((rare.lower(), rare.upper()) if self.ascii_only else (rare,)):
+        for byte in self._rare:
             j = block.find(byte)
             while j >= 0:
                 start = j - at
                 if start >= 0:
                     piece = block[start : start + len(literal)]
-                    if (piece.lower() if self.ascii_only else piece) == literal:
+                    if (piece.lower() if self.fold else piece) == literal:
                         return True
                 budget -= 1
                 if budget < 0:
@@ -337,7 +359,7 @@ class Scanner:
         # Without `prefilter` the literals still decide attempts (the plan's knowledge), but
         # every search runs over the whole decided span, as a check of the windows.
         self.prefilter = prefilter
-        self.finder = _TextFinder(pattern, p.literals, p.fold) if usable else None
+        self.finder = _TextFinder(pattern, p) if usable else None
         self._occ: list[int] = []
         self._occ_from = 0
         self._occ_last = -1
@@ -381,19 +403,23 @@ class Scanner:
         self.closed = True
         return hits
 
-    def skip(self, block: bytes) -> bool:
-        """Take a pure-ASCII block in which the caller found no literal occurrence, without
-        decoding it: count its newlines and keep only the tail a later match may need.
-        Returns False (nothing done) when that is not safe here; then `feed` it instead."""
+    def skip(self, block: bytes | str) -> bool:
+        """Take the next block of text, in which the caller found no literal occurrence,
+        without searching it: count its newlines and keep only the tail a later match may
+        need. `block` is raw bytes when pure ASCII (then not even decoded), else its decoded
+        text. Returns False (nothing done) when that is not safe here; then `feed` it."""
         p = self.plan
         f = self.finder
         if f is None or not self.prefilter or self._pending or self._occ or p.behind is None:
             return False
+        raw = isinstance(block, bytes)
+        newline: bytes | str = b"\n" if raw else "\n"
         n = len(block)
         end = self._end
         # An occurrence straddling the old text and the block?
         head = self._buf[max(self._occ_from, self._pos) - self._base :]
-        head += block[: f.longest - 1].decode("ascii")
+        piece = block[: f.longest - 1]
+        head += piece.decode("ascii") if isinstance(piece, bytes) else piece
         if f.find(head, 0, len(head)):
             return False
         # Every match now contains an occurrence starting at or after `first`, so attempts
@@ -402,12 +428,13 @@ class Scanner:
         decided = self._pos
         if p.lead is not None:
             decided = max(decided, first - p.lead)
-        if self._stop_back_bytes is not None and first > end:
-            m = self._stop_back_bytes.search(block, 0, first - end)
+        stop_back = self._stop_back_bytes if raw else self._stop_back
+        if stop_back is not None and p.lead != 0 and first > end:
+            m = stop_back.search(block, 0, first - end)  # type: ignore[arg-type]
             if m is not None:
                 decided = max(decided, end + m.start() + 1)
         decided = min(decided, end + n)
-        line_start = block.rfind(b"\n", 0, max(0, decided - end)) + 1 + end
+        line_start = block.rfind(newline, 0, max(0, decided - end)) + 1 + end  # type: ignore[arg-type]
         if line_start <= end:
             line_start = self._line_start(min(decided, end))
         keep = min(decided - p.behind - 1, max(line_start, decided - LINE_CUT - 1))
@@ -416,12 +443,13 @@ class Scanner:
         self.guard.refill(n)
         self._count_lines_to(end)
         cut = keep - end
-        self._nl_count += block.count(b"\n", 0, cut)
-        last = block.rfind(b"\n", 0, cut)
+        self._nl_count += block.count(newline, 0, cut)  # type: ignore[arg-type]
+        last = block.rfind(newline, 0, cut)  # type: ignore[arg-type]
         if last >= 0:
             self._last_nl = end + last
         self._nl_pos = keep
-        self._buf = block[cut:].decode("ascii")
+        tail = block[cut:]
+        self._buf = tail.decode("ascii") if isinstance(tail, bytes) else tail
         self._base = keep
         self._pos = decided
         self._occ_from = first
@@ -602,9 +630,9 @@ class Scanner:
         p = self.plan
         base = self._base
         top = self._end - PEEK  # a bound character must be followed by PEEK characters
-        bounds = []
         if p.width is not None and i + p.width <= self._end:
-            bounds.append(i + p.width)
+            return i + p.width  # seldom beaten, and free
+        bounds = []
         if self._stop_re is not None:
             m = self._stop_re.search(self._buf, i - base, top - base)
             if m is not None:
@@ -623,26 +651,36 @@ class Scanner:
     def _search_windows(
         self, windows: list[tuple[int, int, int]], timeout: float | None
     ) -> tuple[list[Match], int]:
+        # Matches here contain a literal, so they are never empty: a window of one start is
+        # one anchored attempt (`match`), as finditer would make it.
         base = self._base
+        buf = self._buf
+        finditer = self.pattern.finditer
+        match = self.pattern.match
         resume = self._pos
         found: list[Match] = []
         started = time.process_time()
-        for first, last, endpos in windows:
+        left = timeout
+        for n, (first, last, endpos) in enumerate(windows):
             if resume > last:
                 continue
-            left = None if timeout is None else timeout - (time.process_time() - started)
-            if left is not None and left <= 0:
-                raise TimeoutError("regex timed out")
-            matches = self.pattern.finditer(
-                self._buf, max(first, resume) - base, endpos - base, timeout=left
-            )
-            for m in matches:
-                start, end = m.span()
-                if start + base > last:
+            if timeout is not None and n % 8 == 7:  # the clock is a system call
+                left = timeout - (time.process_time() - started)
+                if left <= 0:
+                    raise TimeoutError("regex timed out")
+            start = max(first, resume)
+            if start == last:
+                m = match(buf, start - base, endpos - base, timeout=left)
+                if m is not None:
+                    resume = m.end() + base
+                    found.append((start, resume, m.group()))
+                continue
+            for m in finditer(buf, start - base, endpos - base, timeout=left):
+                begin, end = m.span()
+                if begin + base > last:
                     break
                 resume = end + base
-                if start != end:
-                    found.append((start + base, end + base, m.group()))
+                found.append((begin + base, end + base, m.group()))
         return found, resume
 
     # -- reporting ---------------------------------------------------------------------------
@@ -806,7 +844,7 @@ class FileScanner:
         # lone b"\xef" at the end of a file, where the whole-file decode gives U+FFFD.
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._at_start = True
-        self._hot = False  # the last block held literal occurrences
+        self._blocks = 0  # blocks scanned so far
         use = self.scanner.finder is not None and prefilter
         self._bytes = _ByteFinder.make(self.scanner.plan, pattern) if use else None
 
@@ -862,24 +900,24 @@ class FileScanner:
 
     def _scan(self, block: bytes) -> list[Hit]:
         finder = self._bytes
-        if self._hot:
-            # The last block held occurrences: this one likely does too, and the text path
-            # searches it anyway. Check bytes again once a block comes without any.
-            before = self.scanner.occurrences
-            hits = self.scanner.feed(self._decode(block))
-            self._hot = self.scanner.occurrences > before
-            return hits
-        if (
-            finder is not None
-            and block.isascii()
-            and not self._decoder.getstate()[0]
-            and not finder.any_in(block)
-            and self.scanner.skip(block)
-        ):
-            self._at_start = False
+        self._blocks += 1
+        # Where literals occur in most blocks (an alternation of common words), the text path
+        # searches them anyway: checking the bytes first would only double the search.
+        if finder is None or 2 * self.scanner.occurrences > self._blocks:
+            return self.scanner.feed(self._decode(block))
+        if block.isascii():
+            if (
+                not self._decoder.getstate()[0]
+                and not finder.any_in(block)
+                and self.scanner.skip(block)
+            ):
+                self._at_start = False
+                return []
+            return self.scanner.feed(self._decode(block))
+        text = self._decode(block)
+        if finder.usable_on(block) and not finder.any_in(block) and self.scanner.skip(text):
             return []
-        self._hot = finder is not None
-        return self.scanner.feed(self._decode(block))
+        return self.scanner.feed(text)
 
     def _decode(self, data: bytes, final: bool = False) -> str:
         # Most blocks are pure ASCII: decoding them whole is twice as fast as the incremental

@@ -721,3 +721,15 @@ def test_property_literal_search_in_raw_blocks(
     got, overflowed = scan_scanner_v2(compiled, data, [piece], block=block, prefilter=True)
     assert not overflowed
     assert got == oracle(compiled, data)
+
+
+@pytest.mark.parametrize("pattern", ["(?fi:ß)", "x(?fi:ß)", "(?i:(?f)ß)", "(?fi)ß", "(?i:\u017f)"])
+def test_scoped_full_case_folding(pattern: str) -> None:
+    """Full case folding in a scoped group still finds `ss` for `ß` in raw ASCII blocks."""
+    data = ("aaa xss yyy xSS\n" * 5000).encode()
+    compiled = compile_pattern(pattern)
+    expected = oracle(compiled, data)
+    assert expected
+    for block in (1, 4096, 65536):
+        got, overflowed = scan_scanner_v2(compiled, data, [777], block=block, prefilter=True)
+        assert not overflowed and got == expected
