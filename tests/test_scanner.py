@@ -11,9 +11,10 @@ import regex
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
+from gistscan import scanner as scanner_module
 from gistscan.config import compile_pattern
 from gistscan.errors import UsageError
-from gistscan.scanner import FileScanner, Hit, Scanner, ScanTimeout, plan
+from gistscan.scanner import FileScanner, Hit, Scanner, ScanTimeout, count_newlines, plan
 
 
 def oracle(pattern: regex.Pattern[str], data: bytes) -> list[tuple[object, ...]] | None:
@@ -733,3 +734,27 @@ def test_scoped_full_case_folding(pattern: str) -> None:
     for block in (1, 4096, 65536):
         got, overflowed = scan_scanner_v2(compiled, data, [777], block=block, prefilter=True)
         assert not overflowed and got == expected
+
+
+@pytest.mark.parametrize("with_numpy", [True, False])
+def test_count_newlines_with_and_without_numpy(
+    with_numpy: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The newline counter gives str.count's answer on bytes, ASCII and non-ASCII text, with
+    numpy (the speed extra) and without it."""
+    if not with_numpy:
+        monkeypatch.setattr(scanner_module, "_np", None)
+    rng = random.Random(5)
+    for _ in range(50):
+        text = "".join(rng.choice("ab\n\n é€😀") for _ in range(rng.randrange(20000)))
+        lo = rng.randrange(len(text) + 1)
+        hi = rng.randrange(lo, len(text) + 1)
+        assert count_newlines(text, lo, hi) == text.count("\n", lo, hi)
+        ascii_text = text.encode("ascii", "ignore").decode()
+        lo, hi = min(lo, len(ascii_text)), min(hi, len(ascii_text))
+        assert count_newlines(ascii_text, lo, hi) == ascii_text.count("\n", lo, hi)
+        data = text.encode()
+        assert count_newlines(data, 0, len(data)) == data.count(b"\n")
+        assert count_newlines(data, len(data) // 3, len(data) // 2) == data.count(
+            b"\n", len(data) // 3, len(data) // 2
+        )
