@@ -501,3 +501,75 @@ def _better(a: tuple[list[str], bool, float], b: tuple[list[str], bool, float]) 
         return (min(map(len, x[0])), x[2] < INF, -len(x[0]))
 
     return key(a) > key(b)
+
+
+# -- an RE2 pattern for pure-ASCII text ---------------------------------------------------------
+
+_RE2_MAX_REPEAT = 1000  # RE2's own limit on {m,n}
+
+
+@functools.lru_cache(maxsize=256)
+def re2_superset(pattern: regex.Pattern[str]) -> bytes | None:
+    """An RE2 pattern (bytes) matching, on pure-ASCII text, every string `pattern` can match
+    there, and maybe more: look-arounds and anchors are dropped (they only restrict), atomic
+    and possessive forms become plain groups, character classes become their ASCII members.
+    None when some construct has no such translation (back-references, fuzzy matching...).
+
+    On pure-ASCII text every match of `pattern` starts inside a match of it, or at a match's
+    start, as RE2 reports them left to right: a filter for patterns without literals.
+    """
+    try:
+        tree, flags = _parse(pattern)
+        return _Re2(flags).node(tree)
+    except Exception:  # anything unforeseen: no filter, which is exact too
+        return None
+
+
+class _Re2:
+    def __init__(self, flags: int) -> None:
+        self.walker = _Walker(flags)
+
+    def node(self, node: Any) -> bytes:
+        kind = type(node).__name__
+        if kind == "Sequence":
+            return b"".join(self.node(item) for item in node.items)
+        if kind == "Branch":
+            return b"(?:" + b"|".join(self.node(b) for b in node.branches) + b")"
+        if kind in ("String", "Literal"):
+            return b"".join(
+                self.chars(core.Character(c, case_flags=node.case_flags)) for c in node.characters
+            )
+        if kind in ("Group", "Atomic"):
+            return b"(?:" + self.node(node.subpattern) + b")"
+        if kind in ("GreedyRepeat", "LazyRepeat", "PossessiveRepeat"):
+            low = node.min_count
+            high = node.max_count
+            if low > _RE2_MAX_REPEAT:
+                raise ValueError("repeat too long for RE2")
+            top = b"" if high is None or high > _RE2_MAX_REPEAT else str(high).encode()
+            return b"(?:" + self.node(node.subpattern) + b"){%d,%s}" % (low, top)
+        if kind in ("LookAround", "Prune", "Failure") or isinstance(node, core.ZeroWidthBase):
+            if kind in ("SearchAnchor", "Keep", "Skip"):
+                raise ValueError(kind)
+            return b""  # only restricts what matches (Failure: the superset is fine too)
+        if kind in ("Conditional", "LookAroundConditional"):
+            yes = self.node(node.yes_item)
+            no = self.node(node.no_item) if node.no_item is not None else b""
+            return b"(?:" + yes + b"|" + no + b")"
+        if kind == "Any":
+            return b"[^\\n\\x80-\\xff]"
+        if kind in ("AnyAll", "AnyU"):
+            return b"[\\x00-\\x7f]"
+        if kind == "Character" or isinstance(node, core.SetBase | core.Property | core.Range):
+            if getattr(node, "zerowidth", False):
+                raise ValueError("zero-width set")
+            return self.chars(node)
+        raise ValueError(f"no RE2 form for {kind}")
+
+    def chars(self, node: Any) -> bytes:
+        """The ASCII characters a one-character node matches, as an RE2 class."""
+        if getattr(node, "case_flags", 0) & core.FULLCASE:
+            raise ValueError("full case folding")  # one character may match several
+        members = self.walker._members(node)
+        inside = b"".join(b"\\x%02x" % c for c in range(128) if members[c])
+        return b"[" + inside + b"]" if inside else b"[^\\x00-\\xff]"

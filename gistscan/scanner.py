@@ -53,7 +53,7 @@ from typing import Any, TypeVar
 
 import regex
 
-from gistscan.analysis import PEEK, UNKNOWN_PLAN, Plan, case_variants, plan
+from gistscan.analysis import PEEK, UNKNOWN_PLAN, Plan, case_variants, plan, re2_superset
 
 __all__ = [
     "PEEK",
@@ -237,6 +237,26 @@ class _TextFinder:
         if len(self.literals) > 1:
             starts.sort()
         return [(i, i) for i in starts]
+
+
+def _superset_filter(pattern: regex.Pattern[str], plan: Plan) -> Any:
+    """A compiled RE2 superset of `pattern` for pure-ASCII text, or None: when re2 is not
+    installed, the pattern has no translation, or it could match the empty string (then it
+    filters nothing). Only for plans whose windows have bounds (width or stops)."""
+    if _re2 is None or not plan.restartable or plan.behind is None:
+        return None
+    if plan.width is None and not plan.stops:
+        return None
+    source = re2_superset(pattern)
+    if source is None:
+        return None
+    options = _re2.Options()
+    options.encoding = _re2.Options.Encoding.LATIN1
+    try:
+        compiled = _re2.compile(source, options)
+    except Exception:  # RE2 refuses it (too big, say): no filter, which is exact too
+        return None
+    return None if compiled.search(b"") is not None else compiled
 
 
 def _re2_escape(literal: str) -> bytes:
@@ -425,6 +445,9 @@ class Scanner:
         self._occ_last = -1
         self.occurrences = 0  # found so far (FileScanner skips the byte check in hot spans)
         self._searched = 0  # where the last search stopped (non-restartable plans)
+        # Without literals: google-re2 (the `speed` extra, linear time, no regex budget to
+        # arm) finds where a match may start in pure-ASCII text, regex decides there.
+        self._superset = _superset_filter(pattern, p) if prefilter and self.finder is None else None
 
     @property
     def _end(self) -> int:
@@ -445,7 +468,10 @@ class Scanner:
         if self.finder is not None:
             self._commit_windows(classic)
         elif classic is not None and classic[0] > self._pos and self._worth_searching():
-            self._commit(*classic)
+            if self._superset is not None and self._buf.isascii():
+                self._commit_superset(*classic)
+            else:
+                self._commit(*classic)
         self._flush_pending(hits, final=False)
         self._trim(hits)
         return hits
@@ -476,9 +502,11 @@ class Scanner:
         newline: bytes | str = b"\n" if raw else "\n"
         n = len(block)
         end = self._end
-        # An occurrence straddling the old text and the block?
+        # An occurrence straddling the old text and the block? In decoded text, also one
+        # starting at the block's first character, whose bytes may have begun in the last
+        # block (the byte search saw them split).
         head = self._buf[max(self._occ_from, self._pos) - self._base :]
-        piece = block[: f.longest - 1]
+        piece = block[: f.longest - 1] if raw else block[: f.longest]
         head += piece.decode("ascii") if isinstance(piece, bytes) else piece
         if f.find(head, 0, len(head)):
             return False
@@ -637,6 +665,35 @@ class Scanner:
             if start != end:
                 found.append((start + base, end + base, m.group()))
         return found, resume
+
+    def _commit_superset(self, horizon: int, limit: int) -> None:
+        """`_commit` for pure-ASCII text, regex run only where RE2 found a match of the
+        pattern's superset (`analysis.re2_superset`): every match of the pattern starts
+        inside one of those, or at its start, so [a, b - 1] of each RE2 match [a, b) holds
+        all the starts worth an attempt. Matches are never empty here (the superset matches
+        no empty string), so the windows' search applies."""
+        base = self._base
+        data = self._buf.encode("ascii")
+        windows: list[tuple[int, int, int]] = []
+        for m in self._superset.finditer(data, self._pos - base, limit - base):  # type: ignore[union-attr]
+            first = m.start() + base
+            if first >= horizon:
+                break
+            last = min(m.end() - 1 + base, horizon - 1)
+            bound = self._window_bound(last)
+            stop = limit if bound is None else min(bound, limit)
+            if windows and first <= windows[-1][1] + 1:
+                lo, hi, endpos = windows[-1]
+                windows[-1] = (lo, max(hi, last), max(endpos, stop))
+            else:
+                windows.append((first, last, stop))
+        found: list[Match] = []
+        resume = self._pos
+        if windows:
+            found, resume = self.guard.run(lambda t: self._search_windows(windows, t))
+        for start, end, text in found:
+            self._pend(start, end, text)
+        self._pos = max(resume, horizon)
 
     def _commit_windows(self, classic: tuple[int, int] | None, final: bool = False) -> None:
         """The prefilter's commit: decide the attempts that cannot reach a literal occurrence

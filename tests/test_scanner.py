@@ -758,3 +758,36 @@ def test_count_newlines_with_and_without_numpy(
         assert count_newlines(data, len(data) // 3, len(data) // 2) == data.count(
             b"\n", len(data) // 3, len(data) // 2
         )
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pattern=st.one_of(st.sampled_from(REGEX_ONLY + PATTERNS), random_patterns),
+    text=st.text(alphabet="ab xAZ01\n@.;_-\"'\t", max_size=400),
+    pieces=st.lists(st.integers(min_value=1, max_value=60), min_size=1, max_size=3),
+    block=st.sampled_from([1, 16, 65536]),
+    ignore_case=st.booleans(),
+)
+def test_property_re2_superset_filter_on_ascii_text(
+    pattern: str, text: str, pieces: list[int], block: int, ignore_case: bool
+) -> None:
+    """On pure-ASCII text, patterns without literals run regex only where their RE2
+    superset matched (when google-re2 is installed): the whole-text answer all the same."""
+    try:
+        compiled = compile_pattern(pattern, ignore_case=ignore_case)
+    except UsageError:
+        assume(False)
+        raise
+    data = text.encode()
+    got, overflowed = scan_scanner_v2(compiled, data, pieces, block=block, prefilter=True)
+    assert not overflowed
+    assert got == oracle(compiled, data)
+
+
+def test_re2_superset_filter_is_used_for_patterns_without_literals() -> None:
+    """The no-literal patterns of the benchmarks get an RE2 filter when re2 is installed."""
+    pytest.importorskip("re2")
+    for pattern in (r"[A-Z][a-z]+[0-9]{3}", r"\p{Lu}{4}[0-9A-Z]{16}", r"[[:upper:]]\d+"):
+        assert Scanner(compile_pattern(pattern))._superset is not None, pattern
+    assert Scanner(compile_pattern(r"(\d)\1"))._superset is None  # a back-reference
+    assert Scanner(compile_pattern(r"a*"))._superset is None  # matches the empty string
