@@ -1,6 +1,6 @@
 """The overlap-aware scanner: a file's bytes in, in pieces of any size; its matches out, exact.
 
-The contract (README, "What counts as a match"): the matches reported for a file are those
+The contract (docs/matching.md): the matches reported for a file are those
 `regex.finditer` gives on the whole file decoded at once, unless the file overflowed its carry
 (`overflowed`). The scanner keeps only the text that a live match attempt may still examine:
 O(block + max_carry) characters whatever the size of the file or the length of its lines.
@@ -70,7 +70,10 @@ __all__ = [
 BINARY_SNIFF_BYTES = 8192
 LINE_CUT = 400  # a longer line is cut to this many characters around its match
 LINE_LEAD = 100  # a cut line starts at most this many characters before the match
-BLOCK = 64 * 1024  # bytes gathered before any work: the cost per byte is that of a block
+# Bytes gathered before any work, unless a line can settle first (a few bytes past a newline):
+# small pieces (a 7-byte `--chunk-size`) cost per line or per block, not per piece; larger
+# pieces are taken as they come.
+BLOCK = 4096
 BUDGET_BYTES = 1024 * 1024  # each MiB read adds one `timeout` to the file's regex budget
 
 T = TypeVar("T")
@@ -942,8 +945,9 @@ class FileScanner:
     never reported (`binary` is True and every call returns no hits). Until those bytes are
     seen, hits are held back. Decoding is UTF-8 with invalid bytes replaced and a leading BOM
     dropped (as `utf-8-sig` does), incremental so a character split across pieces decodes
-    whole. Bytes are gathered into blocks of at least `block` bytes before any work, so the
-    cost per byte does not depend on the size of the pieces. `timeout` is the file's regex
+    whole. Bytes are gathered into blocks of at least `block` bytes, or until a line can
+    settle (`PEEK` + 1 bytes past a newline), before any work: tiny pieces do not each pay a
+    search. `timeout` is the file's regex
     budget (see `Guard`; None: none). `prefilter=False` turns the literal prefilter off.
 
     `settled_lines`: every match starting on a line numbered at most this has already been
@@ -965,8 +969,9 @@ class FileScanner:
         self.binary: bool | None = None  # None until the first BINARY_SNIFF_BYTES are seen
         self._sniffed = 0
         self._held: list[Hit] = []
-        self._parts: list[bytes] = []
+        self._parts: list[bytes] = []  # gathered, not yet scanned
         self._size = 0
+        self._first_nl: int | None = None  # offset in the gathered bytes of their first \n
         # Plain utf-8 and a BOM dropped by hand: the incremental utf-8-sig decoder loses a
         # lone b"\xef" at the end of a file, where the whole-file decode gives U+FFFD.
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -997,10 +1002,15 @@ class FileScanner:
                 self._held = []
                 self._parts = []
                 return []
+        if self._first_nl is None and b"\n" in data:
+            self._first_nl = self._size + data.index(b"\n")
         self._parts.append(data)
         self._size += len(data)
-        if self._size < self.block:
-            return []
+        if self._size < self.block and (
+            self._first_nl is None or self._size - self._first_nl <= PEEK + 1
+        ):
+            return []  # a line settles PEEK + 1 characters past its newline: work then
+        self._first_nl = None
         block = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
         self._parts = []
         self._size = 0

@@ -1,4 +1,4 @@
-"""The HTTP face (SPEC §5): thin aiohttp handlers that validate, call the pipeline and write."""
+"""The HTTP face (docs/http-api.md): thin handlers that validate, call the pipeline and write."""
 
 from __future__ import annotations
 
@@ -19,19 +19,25 @@ from typing import Any, NoReturn
 import aiohttp
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from multidict import MultiDict
 
 from gistscan import listing, openapi
+from gistscan.budget import Budget
 from gistscan.cache import MemoryCache
 from gistscan.config import (
     MAX_PATTERN_LENGTH,
     MAX_UNROLLED,
+    SETTINGS_ENV,
     Query,
     Settings,
+    blame_variable,
     check_username,
     compile_pattern,
+    normalize_since,
+    read_env,
 )
 from gistscan.errors import ListingError, UsageError
-from gistscan.github import GitHub
+from gistscan.github import GitHub, client_session
 from gistscan.pipeline import first_page, make_github, search
 from gistscan.records import Error, Match, Record, Summary, encode, to_dict
 
@@ -39,7 +45,17 @@ log = logging.getLogger(__name__)
 
 NDJSON = "application/x-ndjson"
 MAX_INT = 2**31 - 1  # the top of every integer parameter: page, per_page, max_matches
-SEARCH_FIELDS = ("username", "pattern", "ignore_case", "fixed_strings", "max_matches")
+SEARCH_FIELDS = (
+    "username",
+    "pattern",
+    "ignore_case",
+    "fixed_strings",
+    "max_matches",
+    "glob",
+    "language",
+    "since",
+)
+REPEATABLE = ("glob", "language")  # query parameters that may be given more than once
 GITHUB_MAX_PER_PAGE = 100
 
 
@@ -49,7 +65,7 @@ class ServerConfig:
 
     `settings` is how each scan runs (GitHub API root, token, downloads in flight,
     timeouts...); its own `deadline` is replaced by `search_deadline`. The rest are the
-    abuse limits of SPEC §5 and the cache's bounds; `ENV` names the variable of each.
+    abuse limits (docs/http-api.md) and the cache's bounds; `ENV` names the variable of each.
     """
 
     settings: Settings = field(default_factory=Settings)
@@ -117,77 +133,36 @@ class ServerConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
-        """Build the configuration from environment variables (see `ENV`); unset ones keep
-        their defaults. Raises `UsageError` naming the variable whose value is wrong."""
+        """Build the configuration from environment variables (`ENV`: the scan settings of
+        `config.SETTINGS_ENV` and the server's own `SERVER_ENV`); unset ones keep their
+        defaults. Raises `UsageError` naming the variable whose value is wrong."""
         env = os.environ if environ is None else environ
-        server: dict[str, Any] = {}
-        scan: dict[str, Any] = {}
-        for variable, (target, name, kind) in ENV.items():
-            raw = env.get(variable)
-            if raw is None:
-                continue
-            try:
-                value = _PARSERS[kind](raw.strip())
-            except ValueError:
-                raise UsageError(
-                    f"{variable}={raw!r}: expected {_KIND_NAMES[kind]}", field=variable
-                ) from None
-            (server if target == "server" else scan)[name] = value
+        settings = Settings.from_env(env)
+        server = read_env(SERVER_ENV, env)
         try:
-            return cls(settings=Settings(**scan), **server)
+            return cls(settings=settings, **server)
         except UsageError as exc:
-            culprit = next((v for v, (_, n, _) in ENV.items() if n == exc.field), None)
-            raise UsageError(f"{culprit or 'configuration'}: {exc.message}", field=culprit) from exc
+            raise blame_variable(exc, SERVER_ENV) from exc
 
 
-def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    return lambda raw: None if raw.lower() in ("", "none", "off") else parse(raw)
-
-
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    "int": int,
-    "float": float,
-    "str": str,
-    "token": lambda raw: raw or None,
-    "optional_int": _optional(int),
-    "optional_float": _optional(float),
+# Environment variable -> (ServerConfig field, value kind). README lists them with defaults.
+SERVER_ENV: dict[str, tuple[str, str]] = {
+    "GISTSCAN_MAX_CONCURRENT_SEARCHES": ("max_concurrent_searches", "int"),
+    "GISTSCAN_BUSY_RETRY_AFTER": ("busy_retry_after", "int"),
+    "GISTSCAN_SEARCH_DEADLINE": ("search_deadline", "optional_float"),
+    "GISTSCAN_MAX_PATTERN_LENGTH": ("max_pattern_length", "int"),
+    "GISTSCAN_MAX_PATTERN_UNROLLED": ("max_pattern_unrolled", "int"),
+    "GISTSCAN_MAX_BUFFERED_MATCHES": ("max_buffered_matches", "int"),
+    "GISTSCAN_MAX_BODY_BYTES": ("max_body_bytes", "int"),
+    "GISTSCAN_MAX_LIST_PAGES": ("max_list_pages", "int"),
+    "GISTSCAN_MATCHING_THREADS": ("matching_threads", "optional_int"),
+    "GISTSCAN_CACHE_PAGE_TTL": ("cache_page_ttl", "float"),
+    "GISTSCAN_CACHE_MAX_PAGES": ("cache_max_pages", "int"),
+    "GISTSCAN_CACHE_RAW_BUDGET": ("cache_raw_budget", "int"),
+    "GISTSCAN_CACHE_RAW_MAX_FILE": ("cache_raw_max_file", "int"),
 }
-_KIND_NAMES = {
-    "int": "an integer",
-    "float": "a number",
-    "str": "a string",
-    "token": "a token",
-    "optional_int": "an integer or 'none'",
-    "optional_float": "a number of seconds or 'none'",
-}
-
-# Environment variable -> (which config, field, value kind). README lists them with defaults.
-ENV: dict[str, tuple[str, str, str]] = {
-    "GITHUB_TOKEN": ("settings", "token", "token"),
-    "GISTSCAN_API_URL": ("settings", "api_url", "str"),
-    "GISTSCAN_CONCURRENCY": ("settings", "concurrency", "int"),
-    "GISTSCAN_CHUNK_SIZE": ("settings", "chunk_size", "int"),
-    "GISTSCAN_MAX_CARRY": ("settings", "max_carry", "int"),
-    "GISTSCAN_REGEX_TIMEOUT": ("settings", "regex_timeout", "optional_float"),
-    "GISTSCAN_REQUEST_TIMEOUT": ("settings", "request_timeout", "optional_float"),
-    "GISTSCAN_RETRIES": ("settings", "retries", "int"),
-    "GISTSCAN_BACKOFF": ("settings", "backoff", "float"),
-    "GISTSCAN_PER_PAGE": ("settings", "per_page", "int"),
-    "GISTSCAN_USER_AGENT": ("settings", "user_agent", "str"),
-    "GISTSCAN_MAX_CONCURRENT_SEARCHES": ("server", "max_concurrent_searches", "int"),
-    "GISTSCAN_BUSY_RETRY_AFTER": ("server", "busy_retry_after", "int"),
-    "GISTSCAN_SEARCH_DEADLINE": ("server", "search_deadline", "optional_float"),
-    "GISTSCAN_MAX_PATTERN_LENGTH": ("server", "max_pattern_length", "int"),
-    "GISTSCAN_MAX_PATTERN_UNROLLED": ("server", "max_pattern_unrolled", "int"),
-    "GISTSCAN_MAX_BUFFERED_MATCHES": ("server", "max_buffered_matches", "int"),
-    "GISTSCAN_MAX_BODY_BYTES": ("server", "max_body_bytes", "int"),
-    "GISTSCAN_MAX_LIST_PAGES": ("server", "max_list_pages", "int"),
-    "GISTSCAN_MATCHING_THREADS": ("server", "matching_threads", "optional_int"),
-    "GISTSCAN_CACHE_PAGE_TTL": ("server", "cache_page_ttl", "float"),
-    "GISTSCAN_CACHE_MAX_PAGES": ("server", "cache_max_pages", "int"),
-    "GISTSCAN_CACHE_RAW_BUDGET": ("server", "cache_raw_budget", "int"),
-    "GISTSCAN_CACHE_RAW_MAX_FILE": ("server", "cache_raw_max_file", "int"),
-}
+# Every variable the server reads.
+ENV: dict[str, tuple[str, str]] = SETTINGS_ENV | SERVER_ENV
 
 
 class SearchSlots:
@@ -215,6 +190,7 @@ class SearchSlots:
 CONFIG = web.AppKey("config", ServerConfig)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 CACHE = web.AppKey("cache", MemoryCache)
+BUDGET = web.AppKey("budget", Budget)
 MATCHING = web.AppKey("matching", ThreadPoolExecutor)
 SLOTS = web.AppKey("search_slots", SearchSlots)
 
@@ -249,7 +225,8 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
         max_workers=config.matching_threads or os.cpu_count() or 2,
         thread_name_prefix="gistscan-match",
     )
-    async with aiohttp.ClientSession() as session:
+    app[BUDGET] = Budget()
+    async with client_session() as session:
         app[SESSION] = session
         yield
     # A thread cannot be stopped: wait for the chunks still being matched (each bounded by
@@ -348,7 +325,7 @@ async def json_errors(
 
 def _listing_refusal(exc: ListingError, body: dict[str, Any]) -> Refused:
     """GitHub's listing failed before any answer started: say so with a real status."""
-    status = {"not_found": 404, "rate_limited": 429}.get(exc.code, 502)
+    status = {"not_found": 404, "rate_limited": 429, "deadline_exceeded": 504}.get(exc.code, 502)
     headers = {}
     if exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
@@ -409,7 +386,7 @@ async def _search(request: web.Request, query: Query, *, stream: bool) -> web.St
         raise _bad_request(exc) from None
     settings = config.scan_settings
     with app[SLOTS].hold(config.busy_retry_after):
-        github = make_github(app[SESSION], settings, app[CACHE])
+        github = make_github(app[SESSION], settings, app[CACHE], app[BUDGET])
         try:
             first = await first_page(github, query, settings)
         except ListingError as exc:
@@ -500,7 +477,8 @@ async def user_gists(request: web.Request) -> web.Response:
         page, per_page = page_from_params(request.query)
     except UsageError as exc:
         raise Refused(400, {"error": "invalid_request", "message": exc.message}) from None
-    github = make_github(app[SESSION], config.settings, app[CACHE])
+    # Under the search deadline too: a hostile upstream cannot hold this request open.
+    github = make_github(app[SESSION], config.scan_settings, app[CACHE], app[BUDGET])
     try:
         if page is None and per_page is None:
             items = await _whole_list(github, username, config)
@@ -585,8 +563,14 @@ def _in_range(name: str, value: int, *, low: int, high: int) -> int:
 
 
 def query_from_params(username: str, params: Mapping[str, str], config: ServerConfig) -> Query:
-    """A search from the GET route's path and query string; raises `UsageError`."""
-    values = _single(params, SEARCH_FIELDS[1:])
+    """A search from the GET route's path and query string; raises `UsageError`.
+
+    `glob` and `language` may be repeated (`?glob=*.py&glob=!test_*`); every other
+    parameter is given at most once.
+    """
+    pairs = list(params.items())
+    values = _single(MultiDict((k, v) for k, v in pairs if k not in REPEATABLE), SEARCH_FIELDS[1:])
+    since = values.get("since")
     if "pattern" not in values:
         raise UsageError("missing required parameter 'pattern'", field="pattern")
     max_matches = values.get("max_matches")
@@ -598,7 +582,11 @@ def query_from_params(username: str, params: Mapping[str, str], config: ServerCo
         max_matches=None
         if max_matches is None
         else _query_int("max_matches", max_matches, low=1, high=MAX_INT),
+        globs=tuple(v for k, v in pairs if k == "glob"),
+        languages=tuple(v for k, v in pairs if k == "language"),
+        since=None if since is None else normalize_since(since),
     )
+    query.file_filter()  # checked here: after the stream starts it could only be a record
     return query
 
 
@@ -644,8 +632,22 @@ def query_from_body(body: Any, config: ServerConfig) -> Query:
         max_matches=None
         if max_matches is None
         else _in_range("max_matches", _typed(body, "max_matches", int), low=1, high=MAX_INT),
+        globs=_strings(body, "glob"),
+        languages=_strings(body, "language"),
+        since=normalize_since(_typed(body, "since", str)) if "since" in body else None,
     )
+    query.file_filter()  # checked here: after the stream starts it could only be a record
     return query
+
+
+def _strings(body: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    """An optional array of strings in the body (absent: empty)."""
+    if name not in body:
+        return ()
+    values = _typed(body, name, list)
+    if not all(isinstance(v, str) for v in values):
+        raise UsageError(f"field {name!r} must be an array of strings", field=name)
+    return tuple(values)
 
 
 def page_from_params(params: Mapping[str, str]) -> tuple[int | None, int | None]:

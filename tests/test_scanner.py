@@ -1,4 +1,4 @@
-"""The scanner gives the matches `regex.finditer` gives on the whole decoded file (SPEC §2)."""
+"""The scanner gives the matches `regex.finditer` gives on the whole decoded file (docs/)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from gistscan.scanner import FileScanner, Hit, Scanner, ScanTimeout, count_newli
 
 
 def oracle(pattern: regex.Pattern[str], data: bytes) -> list[tuple[object, ...]] | None:
-    """SPEC §2 written out for the whole file at once; None for a binary file."""
+    """docs/matching.md written out for the whole file at once; None for a binary file."""
     if b"\0" in data[:8192]:
         return None
     text = data.decode("utf-8-sig", errors="replace")
@@ -639,8 +639,9 @@ def test_catastrophic_pattern_stops_once_its_budget_is_spent() -> None:
 
 
 def test_the_budget_is_this_threads_cpu_time() -> None:
-    """Four files that each need most of their budget pass when matched on two threads at
-    once: another thread's CPU time is not charged to a file."""
+    """Four files that each need a good part of their budget pass when matched on four
+    threads at once (on fewer cores): another thread's CPU time is not charged to a file,
+    though `regex`'s own timeout counts the whole process's (four times as fast here)."""
     compiled = compile_pattern(r"(?:a|aa)+$")
     data = (b"a" * 22 + b"b\n") * 120
     started = time.thread_time()
@@ -648,13 +649,13 @@ def test_the_budget_is_this_threads_cpu_time() -> None:
     alone.feed(data)
     alone.close()
     need = time.thread_time() - started  # one file's matching, alone
-    budget = need * 1.6
+    budget = need * 2.5
 
     def run(_: int) -> int:
         fs = FileScanner(compiled, timeout=budget)
         return len(fs.feed(data) + fs.close())
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=4) as pool:
         assert list(pool.map(run, range(4))) == [0, 0, 0, 0]
 
 

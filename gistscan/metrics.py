@@ -1,0 +1,81 @@
+"""The process's Prometheus metrics: defined once here, moved by the stages, served by `/metrics`.
+
+Names follow Prometheus conventions (`gistscan_` prefix; counters end in `_total`, durations
+in `_seconds`, sizes in `_bytes`; prometheus-client adds `_total` to a counter's name). Label
+values are small fixed sets, never user input: `host` is `api` (GitHub's REST API), `raw`
+(the raw file host) or `git`; `status` is an HTTP status code, or `error` when no answer
+came (a network failure or a timeout). The README's "Operating gistscan" says what each
+answers. They live in prometheus-client's default registry, so a library user who already
+exports Prometheus metrics gets these too.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# -- searches (the server) -----------------------------------------------------------------------
+
+SEARCHES = Counter(
+    "gistscan_searches",
+    "Searches by outcome: complete, partial (ended early or with error records), refused"
+    " (answered with an error status before streaming; `status` says which).",
+    ["outcome", "status"],
+)
+SEARCHES_RUNNING = Gauge("gistscan_searches_running", "Searches running now.")
+FIRST_RECORD_SECONDS = Histogram(
+    "gistscan_search_first_record_seconds",
+    "Seconds from a search's request to its first record.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+SEARCH_SECONDS = Histogram(
+    "gistscan_search_duration_seconds",
+    "Seconds a search ran, to its summary.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
+
+# -- upstream (GitHub) ---------------------------------------------------------------------------
+
+UPSTREAM_REQUESTS = Counter(
+    "gistscan_upstream_requests",
+    "Requests sent upstream, by host kind and the status answered (`error`: none).",
+    ["host", "status"],
+)
+UPSTREAM_RETRIES = Counter(
+    "gistscan_upstream_retries", "Requests tried again after a transient failure.", ["host"]
+)
+RATE_LIMIT_WAITS = Counter(
+    "gistscan_rate_limit_waits",
+    "Times an upstream told us to wait (a rate limit or Retry-After), by host kind.",
+    ["host"],
+)
+GITHUB_RATELIMIT_REMAINING = Gauge(
+    "gistscan_github_ratelimit_remaining",
+    "GitHub's last seen x-ratelimit-remaining (API requests left in the window).",
+)
+GITHUB_RATELIMIT_RESET = Gauge(
+    "gistscan_github_ratelimit_reset_timestamp_seconds",
+    "GitHub's last seen x-ratelimit-reset: when the window resets, in Unix seconds.",
+)
+DOWNLOADED_BYTES = Counter(
+    "gistscan_downloaded_bytes", "File bytes received, by host kind (raw, git).", ["host"]
+)
+GIT_CLONES = Counter(
+    "gistscan_git_clones", "Shallow git clones of huge gists, by result (ok, failed).", ["result"]
+)
+
+# -- cache ---------------------------------------------------------------------------------------
+
+CACHE_LOOKUPS = Counter(
+    "gistscan_cache_lookups",
+    "Cache lookups by kind (page, raw, not_found) and result (hit, miss).",
+    ["kind", "result"],
+)
+
+# -- scanning ------------------------------------------------------------------------------------
+
+SCANNED_BYTES = Counter("gistscan_scanned_bytes", "File bytes fed to the scanner.")
+FILE_ERRORS = Counter(
+    "gistscan_file_errors",
+    "Error records of single files, by code (regex_timeout, carry_overflow, ...).",
+    ["code"],
+)
