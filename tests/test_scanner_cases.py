@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import sys
@@ -15,6 +14,7 @@ from gistscan import files as files_module
 from gistscan.config import Query, Settings
 from gistscan.pipeline import search
 from gistscan.records import Error, Match, Record, Summary
+from gistscan.server import ServerConfig, make_app
 from tests.fake_github import FakeFile, FakeGist, FakeGitHub, gist_id
 
 
@@ -178,4 +178,18 @@ async def test_case_18_reverse_flag_is_refused_before_any_request(fake: FakeGitH
         message = err.decode().strip()
         assert "\n" not in message and construct in message and "Traceback" not in message
     assert sum(fake.requests.values()) == 0
-    json.dumps(None)
+
+
+@pytest.mark.parametrize(("pattern", "construct"), [("(?r)needle", "(?r)"), ("(?R)", "(?R)")])
+async def test_server_refuses_unsupported_constructs(
+    fake: FakeGitHub, aiohttp_client: Any, pattern: str, construct: str
+) -> None:
+    """The server answers 400 invalid_pattern naming the construct, before any request."""
+    fake.add_user("revuser", [FakeGist(gist_id("revuser", 0), [FakeFile("n.txt", b"needle\n")])])
+    app = make_app(ServerConfig(settings=Settings(api_url=fake.api_url)))
+    client = await aiohttp_client(app)
+    resp = await client.get("/api/v1/users/revuser/search", params={"pattern": pattern})
+    body = await resp.json()
+    assert resp.status == 400
+    assert body["error"] == "invalid_pattern" and construct in body["message"]
+    assert sum(fake.requests.values()) == 0
