@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -45,6 +46,12 @@ def _positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
     return value
+
+
+def _port(text: str) -> int:
+    if not text.isdecimal() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"not a port number from 0 to 65535: {text!r}")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,9 +105,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--color", choices=("auto", "always", "never"), default="auto",
         help="highlight matches (default: auto, when stdout is a terminal)",
     )  # fmt: skip
-    v = commands.add_parser("serve", help="run the HTTP server", description="Run the HTTP server.")
-    v.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
-    v.add_argument("--port", type=_positive_int, default=8080, help="port (default %(default)s)")
+    v = commands.add_parser(
+        "serve",
+        help="run the HTTP server",
+        description="Run the HTTP server. SIGTERM or Ctrl-C drains it (running searches end"
+        " with their summary), then it exits 0.",
+    )
+    v.add_argument("--host", help="address to bind (default: $HOST, else 127.0.0.1)")
+    v.add_argument(
+        "--port", type=_port, help="port, 0 for any free one (default: $PORT, else 8080)"
+    )
+    v.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        help="log lines on stderr: one JSON object each, or plain text"
+        " (default: $GISTSCAN_LOG_FORMAT, else json)",
+    )
     return parser
 
 
@@ -112,11 +132,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             config = server.ServerConfig.from_env(os.environ)
+            host, port = server.listen_address(args.host, args.port, os.environ)
         except UsageError as exc:
             print(f"gistscan: {exc.message}", file=sys.stderr)
             return EXIT_ERROR
-        server.run(host=args.host, port=args.port, config=config)
-        return 0
+        if args.log_format:
+            config = dataclasses.replace(config, log_format=args.log_format)
+        return server.run(host=host, port=port, config=config)
     try:
         query = Query(
             username=args.user,

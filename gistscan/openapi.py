@@ -143,8 +143,9 @@ def _schemas(config: ServerConfig) -> dict[str, Any]:
                 "error": {
                     "type": "string",
                     "description": "invalid_json, invalid_request, invalid_username,"
-                    " invalid_pattern, body_too_large, not_found, rate_limited, upstream_error,"
-                    " invalid_response, too_many_searches, route_not_found,"
+                    " invalid_pattern, body_too_large, unsupported_media_type, not_found,"
+                    " rate_limited, upstream_error, invalid_response, too_many_searches,"
+                    " too_many_searches_from_client, shutting_down, route_not_found,"
                     " method_not_allowed, internal_error",
                 },
                 "message": string,
@@ -164,11 +165,14 @@ def _schemas(config: ServerConfig) -> dict[str, Any]:
                         "upstream_error",
                         "invalid_response",
                         "too_large",
+                        "too_many_searches",
+                        "too_many_searches_from_client",
+                        "shutting_down",
                     ]
                 },
                 "message": string,
             },
-            "required": ["error"],
+            "required": ["error", "message"],
             "additionalProperties": False,
         },
         "Gist": {
@@ -214,15 +218,85 @@ def _query_bool(name: str, description: str) -> dict[str, Any]:
     }
 
 
+TOO_MANY = (
+    "GitHub's rate limit is exhausted (rate_limited), or this client already runs as many"
+    " searches as it may (too_many_searches_from_client)."
+)
+BUSY = (
+    "Too many searches at once (too_many_searches), or the server is draining before it"
+    " stops (shutting_down)."
+)
+
+
 def _stream_responses() -> dict[str, Any]:
     """What both searches answer before (a status) and after (records) the stream starts."""
     return {
         "400": _json("Invalid input, refused before any request to GitHub.", "Problem"),
         "404": _json("No such GitHub user.", "Problem"),
-        "429": _json("GitHub's rate limit is exhausted.", "Problem", retry_after=True),
+        "429": _json(TOO_MANY, "Problem", retry_after=True),
         "502": _json("GitHub failed or answered nonsense.", "Problem"),
-        "503": _json("Too many searches at once.", "Problem", retry_after=True),
+        "503": _json(BUSY, "Problem", retry_after=True),
         "default": _json("Anything else (unknown method, server fault).", "Problem"),
+    }
+
+
+def _user_gists(config: ServerConfig, operation_id: str, summary: str) -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": operation_id,
+            "summary": summary,
+            "parameters": [
+                {
+                    "name": "username",
+                    "in": "path",
+                    "required": True,
+                    "schema": _ref("Username"),
+                },
+                {
+                    "name": "page",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_INT},
+                },
+                {
+                    "name": "per_page",
+                    "in": "query",
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": GITHUB_MAX_PER_PAGE,
+                    },
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "GitHub's gist objects (cached 60 s). Without"
+                    " page/per_page, the whole list (at most"
+                    f" {config.max_list_pages} pages of {config.settings.per_page}).",
+                    "content": {JSON: {"schema": {"type": "array", "items": _ref("Gist")}}},
+                },
+                "400": _json("Invalid user name, page or per_page.", "ListProblem"),
+                "404": _json("No such GitHub user.", "ListProblem"),
+                "429": _json(TOO_MANY, "ListProblem", retry_after=True),
+                "502": _json(
+                    "GitHub failed (upstream_error), answered something other than a"
+                    " list (invalid_response), or the list is longer than the server"
+                    " holds (too_large).",
+                    "ListProblem",
+                ),
+                "503": _json(BUSY, "ListProblem", retry_after=True),
+                "default": _json("Unknown method, server fault.", "Problem"),
+            },
+        }
+    }
+
+
+def _plain(operation_id: str, summary: str, responses: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": operation_id,
+            "summary": summary,
+            "responses": {**responses, "default": _json("Unknown method.", "Problem")},
+        }
     }
 
 
@@ -255,39 +329,61 @@ def document(config: ServerConfig) -> dict[str, Any]:
             " and body fields are refused.",
         },
         "paths": {
-            "/ping": {
-                "get": {
-                    "operationId": "ping",
-                    "responses": {
-                        "200": {
-                            "description": "pong",
-                            "content": {"text/plain": {"schema": {"const": "pong"}}},
+            "/ping": _plain(
+                "ping",
+                "Liveness, as plain text",
+                {
+                    "200": {
+                        "description": "pong",
+                        "content": {"text/plain": {"schema": {"const": "pong\n"}}},
+                    }
+                },
+            ),
+            "/healthz": _plain(
+                "healthz",
+                "Liveness: the process answers",
+                {"200": _json("The server is up.", "Health")},
+            ),
+            "/readyz": _plain(
+                "readyz",
+                "Readiness: whether to send this server searches",
+                {
+                    "200": _json("Ready.", "Health"),
+                    "503": _json("Draining before it stops (shutting_down).", "Problem"),
+                },
+            ),
+            "/metrics": _plain(
+                "metrics",
+                "Prometheus metrics, in the text exposition format",
+                {
+                    "200": {
+                        "description": "The process's metrics (the README explains each).",
+                        "content": {
+                            "text/plain": {"schema": {"type": "string"}},
                         },
-                        "default": _json("Unknown method.", "Problem"),
-                    },
-                }
-            },
-            "/healthz": {
-                "get": {
-                    "operationId": "healthz",
-                    "responses": {
-                        "200": _json("The server is up.", "Health"),
-                        "default": _json("Unknown method.", "Problem"),
-                    },
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "operationId": "openapi",
-                    "responses": {
-                        "200": {
-                            "description": "This document.",
-                            "content": {JSON: {"schema": {"type": "object"}}},
-                        },
-                        "default": _json("Unknown method.", "Problem"),
-                    },
-                }
-            },
+                    }
+                },
+            ),
+            "/docs": _plain(
+                "docs",
+                "This document as a web page (works with no internet)",
+                {
+                    "200": {
+                        "description": "An HTML page that renders /openapi.json.",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    }
+                },
+            ),
+            "/openapi.json": _plain(
+                "openapi",
+                "This document",
+                {
+                    "200": {
+                        "description": "This document.",
+                        "content": {JSON: {"schema": {"type": "object"}}},
+                    }
+                },
+            ),
             "/api/v1/users/{username}/search": {
                 "get": {
                     "operationId": "searchStream",
@@ -322,58 +418,23 @@ def document(config: ServerConfig) -> dict[str, Any]:
                             },
                         },
                         "413": _json(f"The body is over {config.max_body_bytes} bytes.", "Problem"),
+                        "415": _json(
+                            "The body was not sent as Content-Type: application/json.", "Problem"
+                        ),
                         **_stream_responses(),
                     },
                 }
             },
-            "/{username}": {
-                "get": {
-                    "operationId": "userGists",
-                    "summary": "The user's public gists: every page followed, or one page",
-                    "parameters": [
-                        {
-                            "name": "username",
-                            "in": "path",
-                            "required": True,
-                            "schema": _ref("Username"),
-                        },
-                        {
-                            "name": "page",
-                            "in": "query",
-                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_INT},
-                        },
-                        {
-                            "name": "per_page",
-                            "in": "query",
-                            "schema": {
-                                "type": "integer",
-                                "minimum": 1,
-                                "maximum": GITHUB_MAX_PER_PAGE,
-                            },
-                        },
-                    ],
-                    "responses": {
-                        "200": {
-                            "description": "GitHub's gist objects (cached 60 s). Without"
-                            " page/per_page, the whole list (at most"
-                            f" {config.max_list_pages} pages of {config.settings.per_page}).",
-                            "content": {JSON: {"schema": {"type": "array", "items": _ref("Gist")}}},
-                        },
-                        "400": _json("Invalid user name, page or per_page.", "ListProblem"),
-                        "404": _json("No such GitHub user.", "ListProblem"),
-                        "429": _json(
-                            "GitHub's rate limit is exhausted.", "ListProblem", retry_after=True
-                        ),
-                        "502": _json(
-                            "GitHub failed (upstream_error), answered something other than a"
-                            " list (invalid_response), or the list is longer than the server"
-                            " holds (too_large).",
-                            "ListProblem",
-                        ),
-                        "default": _json("Unknown method, server fault.", "Problem"),
-                    },
-                }
-            },
+            "/api/v1/users/{username}/gists": _user_gists(
+                config,
+                "userGistsByName",
+                "The user's public gists (for any login, even one named like a route)",
+            ),
+            "/{username}": _user_gists(
+                config,
+                "userGists",
+                "The user's public gists: every page followed, or one page",
+            ),
         },
         "components": {
             "schemas": _schemas(config),

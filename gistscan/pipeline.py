@@ -19,6 +19,7 @@ from gistscan.errors import ListingError
 from gistscan.files import FileDone, FileEvent, scan_file, scan_files
 from gistscan.github import GitHub, Page
 from gistscan.listing import Gist, GistFile
+from gistscan.metrics import SCANNED_BYTES
 from gistscan.records import Error, Match, Record, Summary
 
 _executor: ThreadPoolExecutor | None = None
@@ -117,7 +118,7 @@ async def search(
             chunks: AsyncGenerator[bytes, None], file: GistFile
         ) -> AsyncGenerator[FileEvent, None]:
             return scan_file(
-                chunks,
+                _counted(chunks),
                 file,
                 pattern,
                 max_carry=settings.max_carry,
@@ -202,3 +203,11 @@ async def search(
             complete=complete,
             elapsed_ms=round((time.monotonic() - started) * 1000),
         )
+
+
+async def _counted(chunks: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
+    """`chunks` unchanged, their bytes added to the process's scanned-bytes metric."""
+    async with aclosing(chunks):
+        async for chunk in chunks:
+            SCANNED_BYTES.inc(len(chunk))
+            yield chunk
