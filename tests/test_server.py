@@ -70,6 +70,8 @@ async def documented(client: Client, resp: aiohttp.ClientResponse) -> Any:
     """Read `resp`, check it against the OpenAPI document the server serves, return its body
     (parsed JSON, a list of NDJSON records, or text)."""
     raw = await resp.read()
+    # Every body of ours ends with a newline (a terminal shows the prompt on its own line).
+    assert raw.endswith(b"\n"), raw[-40:]
     async with client.get("/openapi.json") as doc_resp:
         doc = await doc_resp.json()
     operation = _operation(doc, resp.method, resp.url.path)
