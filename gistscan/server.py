@@ -412,7 +412,9 @@ def _cost_trace(settings: Settings) -> aiohttp.TraceConfig:
     async def sent(session: aiohttp.ClientSession, context: SimpleNamespace, params: Any) -> None:
         cost = _COST.get()
         if cost is not None:
-            cost["api" if params.url.host == api_host else "raw"] += 1
+            # Raw file URLs have /raw/ in their path on every host (GitHub's and the fake's).
+            api = params.url.host == api_host and "/raw/" not in params.url.path
+            cost["api" if api else "raw"] += 1
 
     trace = aiohttp.TraceConfig()
     trace.on_request_start.append(sent)
