@@ -204,6 +204,7 @@ def _pattern(config: ServerConfig) -> dict[str, Any]:
         "type": "string",
         "minLength": 1,
         "maxLength": config.max_pattern_length,
+        "format": "regex",
         "description": "a `regex` (VERSION0, MULTILINE) pattern that compiles; its {m,n}"
         f" repeats may unroll to at most {config.max_pattern_unrolled} items",
     }

@@ -438,6 +438,19 @@ def listen_address(
     return host or environ.get("HOST", "").strip() or "127.0.0.1", 8080 if port is None else port
 
 
+def handler_options(config: ServerConfig) -> dict[str, Any]:
+    """How aiohttp serves the app (`web.AppRunner` keywords)."""
+    return {
+        # A client that hangs up cancels its handler, hence its scan.
+        "handler_cancellation": True,
+        "access_log": None,  # ours is `access_log`: aiohttp's would log query strings
+        "shutdown_timeout": 1.0,  # `serve` has drained the searches by then
+        # The request line must hold the longest pattern allowed, percent-encoded: up to
+        # 12 bytes a character (4 UTF-8 bytes, 3 characters each), and the other params.
+        "max_line_size": max(8190, 12 * config.max_pattern_length + 4096),
+    }
+
+
 def run(host: str = "127.0.0.1", port: int = 8080, config: ServerConfig | None = None) -> int:
     """Serve until SIGTERM or SIGINT, then drain (see `serve`); returns the exit status:
     0, or 2 when the address cannot be listened on (one line on stderr)."""
@@ -456,7 +469,7 @@ async def serve(host: str, port: int, config: ServerConfig) -> int:
     """
     app = make_app(config)
     # A client that hangs up cancels its handler, hence its scan (handler_cancellation).
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
+    runner = web.AppRunner(app, **handler_options(config))
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

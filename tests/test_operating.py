@@ -11,10 +11,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from gistscan.config import Settings
 from gistscan.errors import UsageError
-from gistscan.server import ADMISSION, Admission, ServerConfig
+from gistscan.server import ADMISSION, Admission, ServerConfig, handler_options, make_app
 from tests.fake_github import FakeGitHub, make_gists
 from tests.test_server import (
     SEARCH,
@@ -168,6 +170,24 @@ async def test_integral_numbers_are_integers(fake: FakeGitHub, serve: Serve) -> 
     assert resp.status == 200
     resp = await client.post("/api/v1/search", json={**body, "max_matches": 2.5})
     assert resp.status == 400
+
+
+async def test_longest_pattern_fits_in_a_request_line(
+    fake: FakeGitHub, aiohttp_client: Any
+) -> None:
+    """A pattern of the most characters allowed, each 4 UTF-8 bytes (12 once
+    percent-encoded), is a valid GET: the server reads such a request line."""
+    fake.add_user("alice", make_gists("alice", 1))
+    config = ServerConfig(settings=Settings(api_url=fake.api_url))
+    # As `serve` runs it (pytest-aiohttp's server_kwargs never reach the runner).
+    server = TestServer(make_app(config))
+    options = {k: v for k, v in handler_options(config).items() if k != "handler_cancellation"}
+    await server.start_server(**options)
+    client = await aiohttp_client(server)
+    pattern = "\U0001f600" * config.max_pattern_length
+    resp = await client.get(SEARCH.format("alice"), params={"pattern": pattern})
+    assert resp.status == 200
+    assert (await documented(client, resp))[-1]["matches"] == 0
 
 
 def test_token_is_in_no_repr_and_no_message() -> None:
