@@ -88,10 +88,23 @@ class TextFormatter(logging.Formatter):
         return f"{line} {pairs}" if pairs else line
 
 
+def _no_request_data(record: logging.LogRecord) -> bool:
+    """aiohttp logs a request it could not parse with the parser's exception, whose text
+    holds the start of the raw request line (the query string, so the pattern): keep only
+    the exception's type."""
+    if record.name.startswith("aiohttp.") and record.exc_info:
+        error = record.exc_info[0]
+        record.exc_info = None
+        record.exc_text = None
+        record.fields = {"error": error.__name__ if error else "unknown"}
+    return True
+
+
 def setup(log_format: LogFormat = "json", level: int = logging.INFO) -> None:
     """Send every log line to stderr in `log_format` (replacing the root's handlers)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    handler.addFilter(_no_request_data)
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)

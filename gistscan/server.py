@@ -479,8 +479,8 @@ async def serve(host: str, port: int, config: ServerConfig) -> int:
         reason = "the port is already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
         print(f"gistscan: cannot listen on {host}:{port}: {reason or exc}", file=sys.stderr)
         return 2
-    bound = runner.addresses[0]
-    log.info("listening", extra={"fields": {"url": f"http://{host}:{bound[1]}"}})
+    shown = f"[{host}]" if ":" in host else host
+    log.info("listening", extra={"fields": {"url": f"http://{shown}:{runner.addresses[0][1]}"}})
     probe = asyncio.create_task(_probe_github(app[SESSION], config.settings))
     loop = asyncio.get_running_loop()
     signalled = asyncio.Event()
@@ -504,8 +504,9 @@ async def serve(host: str, port: int, config: ServerConfig) -> int:
     probe.cancel()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(signum)
+    unfinished = admission.active  # cancelled by the cleanup: past even the cut
     await runner.cleanup()
-    log.info("stopped", extra={"fields": {"cut_short": admission.active}})
+    log.info("stopped", extra={"fields": {"unfinished": unfinished}})
     return 0
 
 

@@ -140,6 +140,12 @@ async def test_log_is_json_lines_with_request_ids_and_no_secrets(fake: FakeGitHu
             assert resp.status == 415
         async with http.get("/alice", params={"per_page": "2"}) as resp:
             assert resp.status == 200
+        # A request line too long to parse: aiohttp refuses it before any handler, and
+        # its parser's error holds the line's start (the query string).
+        async with http.get(
+            SEARCH.format("alice"), params={"pattern": pattern, "pad": "x" * 40_000}
+        ) as resp:
+            assert resp.status == 400
         # The token reached GitHub: it was in use, yet must be in no log line.
         assert any(h.get("Authorization") == f"Bearer {token}" for h in fake.seen_headers)
         served.proc.send_signal(signal.SIGTERM)
