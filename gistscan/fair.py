@@ -10,7 +10,8 @@ above `cores`) that a search arriving beside slow ones finds one idle at once; t
 operating system then shares the cores between the running threads, so between searches.
 
 A running chunk is never interrupted (a thread cannot be); it is bounded by the file's
-regex budget. Work still queued when its search ends (`Share.shutdown`) is cancelled.
+regex budget. Work still queued when its search ends (`Share.shutdown`) is cancelled. The
+threads are started with the pool and joined by `FairPool.shutdown`.
 """
 
 from __future__ import annotations
@@ -64,12 +65,16 @@ class FairPool:
             raise ValueError("need 1 <= cores <= threads")
         self.cores = cores
         self.threads = threads
-        self._name = name
         self._lock = threading.Condition()
         self._busy: list[Share] = []  # shares with queued or running work, in turn order
-        self._workers: list[threading.Thread] = []
-        self._idle = 0
         self._stopping = False
+        # All started now: a thread waiting on the condition is what a notify() needs to
+        # reach, so work never sits queued beside a thread that was about to start.
+        self._workers = [
+            threading.Thread(target=self._work, name=f"{name}-{i}") for i in range(threads)
+        ]
+        for worker in self._workers:
+            worker.start()
 
     def share(self) -> Share:
         """A new Executor view for one search; `shutdown()` it when the search ends."""
@@ -82,14 +87,7 @@ class FairPool:
             share.queue.append(work)
             if share not in self._busy:
                 self._busy.append(share)
-            if self._idle == 0 and len(self._workers) < self.threads:
-                worker = threading.Thread(
-                    target=self._work, name=f"{self._name}-{len(self._workers)}", daemon=False
-                )
-                self._workers.append(worker)
-                worker.start()
-            else:
-                self._lock.notify()
+            self._lock.notify()
 
     def _close(self, share: Share) -> None:
         with self._lock:
@@ -98,6 +96,7 @@ class FairPool:
                 share.queue.popleft().future.cancel()
             if share.running == 0 and share in self._busy:
                 self._busy.remove(share)
+                self._lock.notify_all()  # the others' caps grew
 
     def _next(self) -> tuple[Share, _Work] | None:
         """The next work to run (the lock held): the first share in turn order that has
@@ -118,9 +117,7 @@ class FairPool:
                 while picked is None:
                     if self._stopping:
                         return
-                    self._idle += 1
                     self._lock.wait()
-                    self._idle -= 1
                     picked = self._next()
             share, work = picked
             if work.future.set_running_or_notify_cancel():
@@ -134,8 +131,9 @@ class FairPool:
                 share.running -= 1
                 if share.running == 0 and not share.queue and share in self._busy:
                     self._busy.remove(share)
-                # A share under its cap again, or a cap grown by a share leaving.
-                self._lock.notify_all()
+                    self._lock.notify_all()  # the others' caps grew
+                else:
+                    self._lock.notify()  # this share is under its cap again
 
     def shutdown(self, *, wait: bool = True) -> None:
         """Cancel all queued work; with `wait`, join the workers (each finishes the chunk
@@ -147,7 +145,6 @@ class FairPool:
                 while share.queue:
                     share.queue.popleft().future.cancel()
             self._lock.notify_all()
-            workers = list(self._workers)
         if wait:
-            for worker in workers:
+            for worker in self._workers:
                 worker.join()

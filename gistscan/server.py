@@ -289,9 +289,7 @@ class Admission:
         """Raise `Refused` if `client` may not start a search now."""
         retry = {"Retry-After": str(self.retry_after)}
         if self.draining:
-            raise Refused(
-                503, _problem("shutting_down", "the server is shutting down"), headers=retry
-            )
+            raise self.refusal()
         if self.by_client[client] >= self.per_client:
             raise Refused(
                 429,
@@ -307,6 +305,14 @@ class Admission:
                 _problem("too_many_searches", f"{self.limit} searches are running; try again"),
                 headers=retry,
             )
+
+    def refusal(self) -> Refused:
+        """The answer to a search that comes (or would start) while the server drains."""
+        return Refused(
+            503,
+            _problem("shutting_down", "the server is shutting down"),
+            headers={"Retry-After": str(self.retry_after)},
+        )
 
     @contextmanager
     def hold(self, client: str) -> Iterator[None]:
@@ -876,10 +882,19 @@ async def _search(request: web.Request, query: Query, *, stream: bool) -> web.St
         cost = _COST.set(run.cost)
         try:
             github = make_github(app[SESSION], settings, app[CACHE])
+            cut = asyncio.timeout(admission.cut_at)  # a drain may cut the wait for page one
             try:
-                first = await first_page(github, query, settings)
+                async with cut:
+                    admission.cuts.add(cut)
+                    first = await first_page(github, query, settings)
             except ListingError as exc:
                 raise _listing_refusal(exc, _problem(exc.code, exc.message)) from None
+            except TimeoutError:
+                if not cut.expired():
+                    raise
+                raise admission.refusal() from None
+            finally:
+                admission.cuts.discard(cut)
             share = app[MATCHING].share()
             records = search(
                 query, settings, github=github, first=first, executor=share, progress=run.progress

@@ -398,3 +398,21 @@ async def test_drain_cuts_a_running_search_with_its_summary(
     assert summary["matches"] == matches >= 1 and summary["files"] >= 1
     assert await eventually(lambda: fake.raw_in_flight == 0)
     assert admission.active == 0
+
+
+async def test_drain_cuts_the_wait_for_page_one(make_fake: Any, serve: Serve) -> None:  # noqa: F811
+    """A search still waiting for GitHub's first page when the cut comes gets 503
+    shutting_down (no answer has started, so a status can still say so)."""
+    fake = await make_fake(latency=5.0)
+    fake.add_user("alice", make_gists("alice", 1))
+    client = await serve(fake)
+    admission = client.app[ADMISSION]
+    task = asyncio.create_task(client.get(SEARCH.format("alice"), params={"pattern": "quick"}))
+    assert await eventually(lambda: admission.active == 1)
+    started = time.monotonic()
+    admission.drain(asyncio.get_running_loop().time() + 0.2)
+    resp = await task
+    assert resp.status == 503 and resp.headers["Retry-After"]
+    assert (await documented(client, resp))["error"] == "shutting_down"
+    assert time.monotonic() - started < 3  # well before GitHub's 5 s answer
+    assert await eventually(lambda: admission.active == 0)
