@@ -18,7 +18,7 @@
 #
 # Two stages: the builder turns the source into a wheel and installs it into a
 # virtual environment; the final stage gets only that environment, plus git
-# (huge gists are read from a shallow `git clone`), and runs as a
+# (huge gists are read from a shallow `git clone`, docs/github.md §2), and runs as a
 # non-root user, under tini (PID 1 reaps the helpers git leaves behind and passes
 # signals on). Every dependency (aiohttp, regex, orjson, ...) ships manylinux wheels for
 # CPython 3.11, so no compiler is needed in either stage.

@@ -2,7 +2,8 @@
 
 Every section measures side by side in one run and reports medians and ratios; see each
 module for what it measures. The table is also written to benchmarks/results/latest.json
-(with the machine, versions and load average) so runs can be compared.
+(with the machine, versions and load average) so runs can be compared. That file is not
+tracked: a run worth keeping is committed as benchmarks/results/<commit>.json.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ moment of the first upstream request, so interpreter start-up is told apart from
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -105,7 +106,8 @@ def timeline(process: Process, counters: dict[str, Any], login: str) -> Run:
 
 
 def is_json_match(line: bytes) -> bool:
-    return line.startswith(b'{"type": "match"')
+    # Parsed, not compared as text: the records' spacing is the encoder's business.
+    return line.startswith(b"{") and json.loads(line).get("type") == "match"
 
 
 def is_text_match(line: bytes) -> bool:

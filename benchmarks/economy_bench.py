@@ -128,9 +128,31 @@ async def run(profile: Profile, progress: Callable[[str], None]) -> Section:
             ok = row["list 200"] == 0 and row["list 304"] == PAGES and row["raw"] == 0
             row["target"] = f"{PAGES} list answered 304, 0 raw"
             row["met?"] = verdict(ok and row["files scanned"] == FILES)
+    # Two searches of one user at once on a cold server share every request (single flight):
+    # the fake answers after a little latency, so that the two really overlap.
+    twin_spec = {**spec, "latency": 0.02}
+    async with fake_github(twin_spec) as fake:
+        async with gistscan_server(fake.url) as base:
+            alone = await scan(
+                "server (cold): one search alone", fake, lambda p: server_search(base, p), FIRST
+            )
+        async with gistscan_server(fake.url) as base:
+            progress("economy: two concurrent searches")
+            await fake.reset()
+            both = await asyncio.gather(server_search(base, FIRST), server_search(base, SECOND))
+            row = section.add(
+                scan="server (cold): two concurrent searches of the same user",
+                **counted(await fake.counters()),
+            )
+            row["files scanned"] = " + ".join(str(summary.get("files")) for summary in both)
+            same = all(row[k] == alone[k] for k in ("list 200", "list 304", "raw", "other"))
+            row["target"] = "= one search alone"
+            row["met?"] = verdict(same and all(s.get("files") == FILES for s in both))
     section.notes += [
         "list 304 = conditional list requests answered Not Modified (free of rate limit);"
         " raw = raw file downloads; other = any other request.",
+        "Two concurrent searches: identical requests in flight at once share one (a"
+        " single-flight map keyed by URL), so they cost GitHub what one search does.",
         "TTL 0 (GISTSCAN_CACHE_PAGE_TTL=0) shows a stale page being revalidated rather than"
         " waiting out the default 60 s lifetime.",
     ]

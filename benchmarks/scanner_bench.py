@@ -41,9 +41,9 @@ def stdlib_sources() -> list[Path]:
 def corpus(size: int) -> Path:
     """The first `size` bytes of `stdlib_sources()` concatenated (repeated if they fall short).
 
-    The stdlib alone is about 30 MB and never says `import requests`, so, as in the research
-    notes (research/regex-aiohttp-facts.md §3), the third-party packages installed beside it
-    are part of the text. Cached in CACHE, keyed by Python version and size.
+    The stdlib alone is about 30 MB and never says `import requests`, so the third-party
+    packages installed beside it are part of the text too. Cached in CACHE, keyed by Python
+    version and size.
     """
     path = CACHE / f"lib-python{sys.version_info[0]}.{sys.version_info[1]}-py-{size}.txt"
     if path.exists() and path.stat().st_size == size:

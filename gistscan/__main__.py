@@ -2,6 +2,10 @@
 
 import sys
 
-from gistscan.cli import main
+try:
+    from gistscan.cli import main
+except KeyboardInterrupt:  # Ctrl-C while Python loads the command line: no traceback
+    print("gistscan: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

@@ -1,4 +1,4 @@
-"""The command line: `gistscan search USER PATTERN` (grep-like) and `gistscan serve`."""
+"""The command line: `gistscan search USER PATTERN`, printed as grep prints; `gistscan serve`."""
 
 from __future__ import annotations
 
@@ -7,35 +7,82 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import re
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from contextlib import aclosing
-from typing import NoReturn, TextIO
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
-from gistscan.config import DEFAULT_API_URL, Query, Settings
-from gistscan.errors import UsageError
-from gistscan.pipeline import Progress, search
-from gistscan.records import Error, Match, Summary, encode
+from gistscan import __version__
 
-EXIT_MATCH, EXIT_NO_MATCH, EXIT_ERROR = 0, 1, 2
-HIGHLIGHT, RESET, CLEAR_LINE = "\x1b[1;31m", "\x1b[0m", "\r\x1b[K"
+if TYPE_CHECKING:
+    from gistscan.config import Query, Settings
+    from gistscan.records import Context, Error, Match, Summary
+
+EXIT_MATCH, EXIT_NO_MATCH, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+# ripgrep's colours: file names magenta, line numbers green, matches bold red.
+PATH, NUMBER, HIGHLIGHT, RESET, CLEAR_LINE = (
+    "\x1b[35m",
+    "\x1b[32m",
+    "\x1b[1;31m",
+    "\x1b[0m",
+    "\r\x1b[K",
+)
+DEFAULT_API_URL = "https://api.github.com"  # config.DEFAULT_API_URL (kept light: --help is fast)
+TOKEN_HINT = (
+    "set GITHUB_TOKEN to a GitHub token (https://github.com/settings/tokens, no scope needed):"
+    " 5,000 requests an hour instead of 60"
+)
+
+SEARCH_ENV = """\
+environment (flags win; docs/settings.md lists every variable):
+  GITHUB_TOKEN              a GitHub token: 5,000 API requests an hour instead of 60
+                            (https://github.com/settings/tokens, no scope needed)
+  GISTSCAN_API_URL          GitHub API root (--api-url)
+  GISTSCAN_CONCURRENCY, GISTSCAN_CHUNK_SIZE, GISTSCAN_MAX_CARRY, GISTSCAN_REGEX_TIMEOUT,
+  GISTSCAN_RETRIES          as the flags of the same names
+  GISTSCAN_REQUEST_TIMEOUT, GISTSCAN_BACKOFF, GISTSCAN_PER_PAGE, GISTSCAN_USER_AGENT
+  NO_COLOR                  set (not empty): no colour with --color auto
+"""
+SERVE_ENV = """\
+environment (docs/settings.md lists every variable with its default):
+  GITHUB_TOKEN              a GitHub token: 5,000 API requests an hour instead of 60
+                            (https://github.com/settings/tokens, no scope needed)
+  GISTSCAN_API_URL          GitHub API root
+  HOST, PORT                where to listen (--host, --port)
+  GISTSCAN_MAX_CONCURRENT_SEARCHES, GISTSCAN_MAX_SEARCHES_PER_CLIENT, GISTSCAN_SEARCH_DEADLINE,
+  GISTSCAN_STALL_TIMEOUT, GISTSCAN_MAX_PATTERN_LENGTH, GISTSCAN_CACHE_*, ...   the limits
+  GISTSCAN_TRUSTED_PROXIES  reverse proxies whose X-Forwarded-For names the client
+  GISTSCAN_SHUTDOWN_TIMEOUT seconds from SIGTERM to exit (default: search deadline + 5)
+  GISTSCAN_LOG_FORMAT       json (default) or text (--log-format)
+  GISTSCAN_CONCURRENCY, GISTSCAN_CHUNK_SIZE, GISTSCAN_REGEX_TIMEOUT, ...   each search's
+"""
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad option is one line on stderr and exit 2 (SPEC §4)."""
+    """argparse, but a bad option is one line on stderr and exit 2."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
+def _int_in(low: int, high: int) -> type[int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}: {text!r}")
+        return value
+
+    return parse  # type: ignore[return-value]
+
+
+_positive = _int_in(1, sys.maxsize)  # upper bounds: Settings' own, named in its message
+_lines = _int_in(0, 1000)  # config.MAX_CONTEXT
 
 
 def _positive_float(text: str) -> float:
@@ -59,61 +106,103 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gistscan",
         description="Search every public gist of a GitHub user for a regular expression.",
     )
+    parser.add_argument("--version", action="version", version=f"gistscan {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    raw = argparse.RawDescriptionHelpFormatter
     s = commands.add_parser(
         "search",
-        help="search a user's gists and print each match",
-        description="Print every match of PATTERN in USER's public gists, one line each: "
-        "GIST_ID/FILENAME:LINE_NUMBER:LINE. Exit status: 0 some match, 1 none, 2 an error.",
+        help="search a user's gists and print the matching lines",
+        formatter_class=raw,
+        description="Print the lines of USER's public gists that match PATTERN, as grep does:"
+        " GIST_ID/FILENAME:LINE_NUMBER:LINE.\nExit status: 0 a match, 1 none, 2 an error."
+        " docs/cli.md has the details.",
+        epilog=SEARCH_ENV,
     )
     s.add_argument("user", metavar="USER", help="GitHub login whose public gists to search")
-    s.add_argument("pattern", metavar="PATTERN", help="regular expression (Python `regex` syntax)")
-    s.add_argument("-i", "--ignore-case", action="store_true", help="case-insensitive matching")
-    s.add_argument("-F", "--fixed-strings", action="store_true", help="PATTERN is a literal string")
     s.add_argument(
-        "-m", "--max-count", type=_positive_int, metavar="N", help="stop after N matches in all"
-    )
-    s.add_argument(
-        "--json", action="store_true", help="print NDJSON records on stdout, nothing else"
-    )
-    s.add_argument(
-        "--api-url",
-        metavar="URL",
+        "pattern", metavar="PATTERN", nargs="?",
+        help="regular expression (Python `regex` syntax); or give -e",
+    )  # fmt: skip
+    add = s.add_argument_group("matching").add_argument
+    add(
+        "-e", "--regexp", action="append", metavar="PATTERN", default=[],
+        help="a pattern (repeatable: lines matching any); the way to give one starting with -",
+    )  # fmt: skip
+    add("-i", "--ignore-case", action="store_true", help="case-insensitive matching")
+    add("-F", "--fixed-strings", action="store_true", help="patterns are literal strings")
+    add("-w", "--word-regexp", action="store_true", help="only matches that are whole words")
+    add = s.add_argument_group("what to read (decided before any download)").add_argument
+    add(
+        "-g", "--glob", action="append", metavar="GLOB", default=[],
+        help="only file names matching GLOB; !GLOB leaves them out (repeatable, ripgrep's rules)",
+    )  # fmt: skip
+    add(
+        "--language", action="append", metavar="NAME", default=[],
+        help="only files GitHub lists in this language (repeatable, any case)",
+    )  # fmt: skip
+    add("--since", metavar="DATE", help="only gists updated since DATE (ISO 8601, UTC default)")
+    add = s.add_argument_group("output").add_argument
+    add(
+        "-m", "--max-count", type=_positive, metavar="N",
+        help="at most N matching lines per file; the file's download stops there",
+    )  # fmt: skip
+    add(
+        "--max-total", type=_positive, metavar="N",
+        help="stop the search after N matches in all",
+    )  # fmt: skip
+    add("-A", "--after-context", type=_lines, metavar="N", help="N lines after each match")
+    add("-B", "--before-context", type=_lines, metavar="N", help="N lines before each match")
+    add("-C", "--context", type=_lines, metavar="N", help="N lines before and after")
+    add("--column", action="store_true", help="one line per match, with its column")
+    add("-o", "--only-matching", action="store_true", help="print each match, not its line")
+    add(
+        "-l", "--files-with-matches", action="store_true",
+        help="print GIST_ID/FILENAME once per file with a match (reading stops there)",
+    )  # fmt: skip
+    add("-c", "--count", action="store_true", help="print GIST_ID/FILENAME:N matching lines")
+    add("-q", "--quiet", action="store_true", help="print nothing; stop at the first match")
+    add("-n", "--line-number", action="store_true", help="accepted; line numbers are always on")
+    add("--json", action="store_true", help="print NDJSON records (docs/records.md), nothing else")
+    add(
+        "--color", "--colour", choices=("auto", "always", "never"), default="auto",
+        help="highlight (default auto: on a terminal, unless NO_COLOR is set)",
+    )  # fmt: skip
+    add = s.add_argument_group("settings").add_argument
+    add(
+        "--api-url", metavar="URL",
         help=f"GitHub API root (default: $GISTSCAN_API_URL or {DEFAULT_API_URL})",
-    )
-    s.add_argument(
-        "--concurrency", type=_positive_int, metavar="N",
-        help="downloads in flight (default 8)",
     )  # fmt: skip
-    s.add_argument(
-        "--chunk-size", type=_positive_int, metavar="BYTES",
-        help="read size (default 65536)",
-    )  # fmt: skip
-    s.add_argument(
+    add("--concurrency", type=_positive, metavar="N", help="downloads in flight (default 8)")
+    add("--chunk-size", type=_positive, metavar="BYTES", help="read size (default 65536)")
+    add(
         "--timeout", type=_positive_float, metavar="SECONDS",
         help="regex time budget per file, CPU seconds (default 2)",
     )  # fmt: skip
-    s.add_argument(
-        "--max-carry", type=_positive_int, metavar="CHARS",
+    add(
+        "--max-carry", type=_positive, metavar="CHARS",
         help="most text kept to decide a match across chunks (default 1048576)",
     )  # fmt: skip
-    s.add_argument(
-        "--retries", type=int, choices=range(11), metavar="N",
+    add(
+        "--retries", type=_int_in(0, 10), metavar="N",
         help="retries of a failed request, 0-10 (default 3)",
     )  # fmt: skip
-    s.add_argument(
-        "--color", choices=("auto", "always", "never"), default="auto",
-        help="highlight matches (default: auto, when stdout is a terminal)",
+    add(
+        "--deadline", type=_positive_float, metavar="SECONDS",
+        help="stop the whole search after SECONDS (default: none)",
     )  # fmt: skip
     v = commands.add_parser(
         "serve",
         help="run the HTTP server",
-        description="Run the HTTP server. SIGTERM or Ctrl-C drains it (running searches end"
-        " with their summary), then it exits 0.",
+        formatter_class=raw,
+        description="Run the HTTP server (docs/http-api.md). SIGTERM or Ctrl-C drains it"
+        " (running searches end with their summary), then it exits 0.",
+        epilog=SERVE_ENV,
     )
     v.add_argument("--host", help="address to bind (default: $HOST, else 127.0.0.1)")
     v.add_argument(
-        "--port", type=_port, help="port, 0 for any free one (default: $PORT, else 8080)"
+        "--port",
+        type=_int_in(0, 65535),
+        help="port, 0-65535; 0 picks a free one, logged (default: $PORT, else 8080)",
     )
     v.add_argument(
         "--log-format",
@@ -124,114 +213,426 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status (SPEC §4)."""
-    args = build_parser().parse_args(argv)
-    if args.command == "serve":
-        from gistscan import server  # the server's imports are only paid for when serving
+def _regexp_values(argv: Sequence[str]) -> list[str]:
+    """`-e -x` as `--regexp=-x`: argparse would take `-x` for an option, grep takes a pattern."""
+    out = []
+    args = iter(argv)
+    for arg in args:
+        if arg == "--":
+            out += [arg, *args]
+            break
+        if arg in ("-e", "--regexp"):
+            value = next(args, None)
+            out.append(arg if value is None else f"--regexp={value}")
+        else:
+            out.append(arg)
+    return out
 
-        try:
-            config = server.ServerConfig.from_env(os.environ)
-            host, port = server.listen_address(args.host, args.port, os.environ)
-        except UsageError as exc:
-            print(f"gistscan: {exc.message}", file=sys.stderr)
-            return EXIT_ERROR
-        if args.log_format:
-            config = dataclasses.replace(config, log_format=args.log_format)
-        return server.run(host=host, port=port, config=config)
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (docs/cli.md). Ctrl-C: 130, no traceback."""
     try:
-        query = Query(
-            username=args.user,
-            pattern=args.pattern,
-            ignore_case=args.ignore_case,
-            fixed_strings=args.fixed_strings,
-            max_matches=args.max_count,
-        )
-        query.validate()
-        flags = {
-            "api_url": args.api_url,
-            "concurrency": args.concurrency,
-            "chunk_size": args.chunk_size,
-            "regex_timeout": args.timeout,
-            "max_carry": args.max_carry,
-            "retries": args.retries,
-        }
-        # The GISTSCAN_* variables apply as they do to `serve`; a flag given wins.
-        settings = Settings.from_env(
-            os.environ, **{name: value for name, value in flags.items() if value is not None}
-        )
+        return _main(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:  # before the search started, or between its end and here
+        print("gistscan: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(_regexp_values(argv))
+    from gistscan.errors import UsageError  # the heavy imports, once --help is out of the way
+
+    if args.command == "serve":
+        return _serve(args)
+    try:
+        query = _query(args)
+        query.validate()  # every input checked before any request
+        settings = _settings(args)
     except UsageError as exc:
         print(f"gistscan: {exc.message}", file=sys.stderr)
         return EXIT_ERROR
-    color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
-    printer = _Printer(json_out=args.json, color=color, progress_to=sys.stderr)
+    # Never a UnicodeEncodeError (a traceback, exit 1: "no match") on a stdout that cannot
+    # encode a gist's text, e.g. cp1252 on Windows: such characters print as "?".
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace" if stream is sys.stdout else "backslashreplace")
+    printer = _Printer(args, query, settings)
     try:
-        return asyncio.run(printer.run(query, settings))
+        return asyncio.run(printer.run())
     except KeyboardInterrupt:
-        printer.clear_progress()
-        print("gistscan: interrupted", file=sys.stderr)
-        return 130
+        printer.interrupted()
+        return EXIT_INTERRUPTED
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """`serve`: settings from the environment, the address from the flags, then $HOST and
+    $PORT; a bad one is one line and exit 2 (so is an address that cannot be listened on)."""
+    from gistscan import server
+    from gistscan.errors import UsageError
+
+    try:
+        config = server.ServerConfig.from_env(os.environ)
+        host, port = server.listen_address(args.host, args.port, os.environ)
+    except UsageError as exc:
+        print(f"gistscan: {exc.message}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.log_format:
+        config = dataclasses.replace(config, log_format=args.log_format)
+    return server.run(host=host, port=port, config=config)
+
+
+def _query(args: argparse.Namespace) -> Query:
+    """The search the options ask for; raises `UsageError` (one line, exit 2)."""
+    from gistscan.config import Query, normalize_since
+    from gistscan.errors import UsageError
+
+    patterns = [*([args.pattern] if args.pattern is not None else []), *args.regexp]
+    if args.pattern is not None and args.regexp:
+        raise UsageError("give PATTERN or -e PATTERN, not both")
+    if not patterns:
+        raise UsageError("a PATTERN (or -e PATTERN) is required")
+    if args.json and (args.files_with_matches or args.count):
+        raise UsageError("--json prints records; it cannot be used with -l or -c")
+    if args.files_with_matches and args.count:
+        raise UsageError("-l and -c cannot be used together")
+    pattern, fixed = patterns[0], args.fixed_strings
+    if len(patterns) > 1:  # any of them: one alternation, each escaped first under -F
+        import regex
+
+        pattern = "|".join(f"(?:{regex.escape(p) if fixed else p})" for p in patterns)
+        fixed = False
+    lines_printed = not (args.files_with_matches or args.count or args.quiet)
+    before = after = 0
+    if lines_printed and not args.only_matching:
+        before = args.before_context if args.before_context is not None else args.context or 0
+        after = args.after_context if args.after_context is not None else args.context or 0
+    return Query(
+        username=args.user,
+        pattern=pattern,
+        ignore_case=args.ignore_case,
+        fixed_strings=fixed,
+        word_regexp=args.word_regexp,
+        max_matches=1 if args.quiet else args.max_total,
+        max_count=args.max_count,
+        files_with_matches=args.files_with_matches,
+        before_context=before,
+        after_context=after,
+        globs=tuple(args.glob),
+        languages=tuple(args.language),
+        since=None if args.since is None else normalize_since(args.since),
+    )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    from gistscan.config import Settings
+    from gistscan.errors import UsageError
+
+    flags = {
+        "api_url": args.api_url,
+        "concurrency": args.concurrency,
+        "chunk_size": args.chunk_size,
+        "regex_timeout": args.timeout,
+        "max_carry": args.max_carry,
+        "retries": args.retries,
+        "deadline": args.deadline,
+    }
+    given = {name: value for name, value in flags.items() if value is not None}
+    # The GISTSCAN_* variables apply as they do to `serve`; a flag given wins.
+    try:
+        return Settings.from_env(os.environ, **given)
+    except UsageError as exc:
+        if exc.field in given:  # name the flag the user typed, not the field
+            flag = {"regex_timeout": "timeout"}.get(exc.field, exc.field).replace("_", "-")
+            raise UsageError(f"--{flag}: {exc.message}", field=exc.field) from None
+        raise
+
+
+@dataclass
+class _Line:
+    """A matching line being gathered: its first match's record, and where each match of
+    the line falls in that record's `line` (start, end), for highlighting."""
+
+    first: Match
+    spans: list[tuple[int, int]] = field(default_factory=list)
 
 
 class _Printer:
-    """Writes records as they come: grep-like lines or NDJSON on stdout, the rest on stderr."""
+    """Writes a search's events as they come: lines as grep prints them, or NDJSON; errors,
+    hints and a summary line on stderr, and a progress line when stderr is a terminal."""
 
-    def __init__(self, *, json_out: bool, color: bool, progress_to: TextIO) -> None:
-        self.json_out = json_out
-        self.color = color
-        self.err = progress_to
-        self.live = progress_to.isatty()  # a progress line only on a terminal
+    def __init__(self, args: argparse.Namespace, query: Query, settings: Settings) -> None:
+        from gistscan.pipeline import Progress
+
+        self.args = args
+        self.query = query
+        self.settings = settings
+        self.out = sys.stdout
+        self.err: TextIO = sys.stderr
+        self.color = use_color(args.color, self.out, os.environ)
+        self.live = self.err.isatty() and not args.quiet
         self.progress = Progress()
+        self.started = time.monotonic()
+        self.context = bool(query.before_context or query.after_context)
+        self.matches = self.errors = 0
         self._shown = False
+        self._pending: dict[tuple[str, str], _Line] = {}  # matching lines being gathered
+        self._counts: dict[tuple[str, str], tuple[int, int]] = {}  # -c: (lines, last line)
+        self._last: tuple[str, str, int] | None = None  # the last line printed (for --)
+        self._prefixes: dict[tuple[str, str], str] = {}  # files being printed: their prefix
+        self._hinted: set[str] = set()
+        self._summary_written = False
+        self._text: list[str] = []  # stdout's next write
+        self._bytes: list[bytes] = []  # or, with --json, its next write in bytes
+        self._flush_soon = False  # a flush of stdout is scheduled
+        self._broken_pipe = False
 
-    async def run(self, query: Query, settings: Settings) -> int:
+    async def run(self) -> int:
+        from gistscan.files import FileDone
+        from gistscan.lines import LineDone
+        from gistscan.pipeline import search_events
+        from gistscan.records import Context, Error, Match, Summary
+
         ticker = asyncio.create_task(self._tick()) if self.live else None
-        errors = matches = 0
         try:
-            async with aclosing(search(query, settings, progress=self.progress)) as records:
-                async for record in records:
-                    if isinstance(record, Match):
-                        matches += 1
-                    elif isinstance(record, Error):
-                        errors += 1
-                    self.write(record)
+            events = search_events(self.query, self.settings, progress=self.progress)
+            async with aclosing(events):
+                async for event in events:
+                    if isinstance(event, Match):
+                        self.matches += 1
+                        self.match(event)
+                    elif isinstance(event, LineDone):
+                        self.line_done((event.file.gist_id, event.file.filename))
+                    elif isinstance(event, Context):
+                        self.context_line(event)
+                    elif isinstance(event, FileDone):
+                        self.file_done((event.file.gist_id, event.file.filename))
+                    elif isinstance(event, Error):
+                        self.errors += 1
+                        self.error(event)
+                    elif isinstance(event, Summary):
+                        self.summary(event)
+                    if self._broken_pipe:
+                        raise BrokenPipeError
+            self._flush_stdout()
+            if self._broken_pipe:
+                raise BrokenPipeError
         except BrokenPipeError:
             # The reader went away (`| head`): stop quietly, as grep and ripgrep do.
             with contextlib.suppress(OSError):
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, sys.stdout.fileno())
-            return EXIT_MATCH if matches else EXIT_NO_MATCH
+            return EXIT_MATCH if self.matches else EXIT_NO_MATCH
         finally:
             if ticker:
                 ticker.cancel()
             self.clear_progress()
-        if errors:
-            return EXIT_ERROR
-        return EXIT_MATCH if matches else EXIT_NO_MATCH
+        if self.matches and (self.args.quiet or not self.errors):
+            return EXIT_MATCH  # grep -q: a match wins over an error
+        return EXIT_ERROR if self.errors else EXIT_NO_MATCH
 
-    def write(self, record: Match | Error | Summary) -> None:
-        if self.json_out:
-            self.clear_progress()
-            sys.stdout.buffer.write(encode(record))
-            sys.stdout.flush()
-        elif isinstance(record, Match):
-            self.clear_progress()
-            line = self._highlight(record) if self.color else record.line
-            sys.stdout.write(f"{record.gist_id}/{record.filename}:{record.line_number}:{line}\n")
-            sys.stdout.flush()
+    # -- stdout ---------------------------------------------------------------------------
+
+    def _write(self, text: str) -> None:
+        self._text.append(text)
+        self._flush_later()
+
+    def _record(self, record: Match | Context | Error | Summary) -> None:
+        from gistscan.records import encode
+
+        self._bytes.append(encode(record))  # UTF-8, whatever stdout's encoding
+        self._flush_later()
+
+    def _flush_later(self) -> None:
+        """Flush stdout once the search has nothing more ready: each line goes out as soon
+        as it is found, yet lines found together go out in one write, not one each."""
+        if self._flush_soon:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # outside the search (Ctrl-C's summary): now
+            self._flush_stdout()
+            return
+        self._flush_soon = True
+        loop.call_soon(self._flush_stdout)
+
+    def _flush_stdout(self) -> None:
+        self._flush_soon = False
+        if not (self._text or self._bytes):
+            return
+        self.clear_progress()
+        text, self._text, data, self._bytes = "".join(self._text), [], b"".join(self._bytes), []
+        try:
+            if text:
+                self.out.write(text)
+                self.out.flush()
+            if data:  # --json, which writes no text
+                self.out.buffer.write(data)
+                self.out.buffer.flush()
+        except BrokenPipeError:  # raised in run(), which stops the search
+            self._broken_pipe = True
+
+    def _prefix(self, gist_id: str, filename: str) -> str:
+        key = (gist_id, filename)
+        prefix = self._prefixes.get(key)
+        if prefix is None:
+            name = f"{_escape(gist_id)}/{_escape(filename)}"
+            prefix = self._prefixes[key] = f"{PATH}{name}{RESET}" if self.color else name
+        return prefix
+
+    def _number(self, n: int) -> str:
+        return f"{NUMBER}{n}{RESET}" if self.color else str(n)
+
+    def _separate(self, gist_id: str, filename: str, n: int) -> None:
+        """`--` between groups of context, as grep prints it: before a line that does not
+        follow the last one printed (another file, or a gap)."""
+        if self.context and self._last is not None and self._last != (gist_id, filename, n - 1):
+            self._write("--\n")
+        self._last = (gist_id, filename, n)
+
+    def match(self, m: Match) -> None:
+        args = self.args
+        if args.quiet:
+            return
+        if args.json:
+            return self._record(m)
+        key = (m.gist_id, m.filename)
+        if args.files_with_matches:
+            return self._write(f"{self._prefix(*key)}\n")
+        if args.count:
+            count, last = self._counts.get(key, (0, 0))
+            if m.line_number != last:
+                self._counts[key] = (count + 1, m.line_number)
+            return
+        if args.only_matching or args.column:
+            self._separate(*key, m.line_number)
+            where = f"{self._number(m.line_number)}:"
+            if args.column:
+                where += f"{self._number(m.column)}:"
+            if args.only_matching:
+                text = _escape(m.match)
+                text = f"{HIGHLIGHT}{text}{RESET}" if self.color else text
+            else:
+                text = self._highlight(m.line, [_span(m)])
+            return self._write(f"{self._prefix(*key)}:{where}{text}\n")
+        line = self._pending.get(key)
+        if line is not None and line.first.line_number != m.line_number:
+            self._flush(key)  # a match on a later line: the pending one is complete
+            line = None
+        if line is None:
+            line = self._pending[key] = _Line(m)
+        if self.color and len(line.spans) < len(line.first.line):  # more could never show
+            start = _span(line.first)[0] - (line.first.column - 1) + (m.column - 1)
+            line.spans.append((start, start + len(m.match.split("\n", 1)[0])))
+
+    def line_done(self, key: tuple[str, str]) -> None:
+        self._flush(key)
+
+    def _flush(self, key: tuple[str, str]) -> None:
+        """Print the file's matching line being gathered, if any."""
+        line = self._pending.pop(key, None)
+        if line is not None:
+            first = line.first
+            self._separate(*key, first.line_number)
+            text = self._highlight(first.line, line.spans)
+            self._write(f"{self._prefix(*key)}:{self._number(first.line_number)}:{text}\n")
+
+    def context_line(self, c: Context) -> None:
+        if self.args.json:
+            return self._record(c)
+        self._flush((c.gist_id, c.filename))  # a context line follows a complete line
+        self._separate(c.gist_id, c.filename, c.line_number)
+        prefix = self._prefix(c.gist_id, c.filename)
+        self._write(f"{prefix}-{self._number(c.line_number)}-{_escape(c.line)}\n")
+
+    def file_done(self, key: tuple[str, str]) -> None:
+        self._flush(key)  # its last line, or one cut short by the file's error
+        count, _ = self._counts.pop(key, (0, 0))
+        if count and not self.args.quiet:
+            self._write(f"{self._prefix(*key)}:{count}\n")
+        self._prefixes.pop(key, None)
+
+    def _highlight(self, line: str, spans: list[tuple[int, int]]) -> str:
+        """`line`, escaped, with the parts `spans` cover marked when colouring."""
+        if not self.color:
+            return _escape(line)
+        out, at = [], 0
+        for start, end in sorted(spans):
+            start, end = max(start, at), min(end, len(line))
+            if start >= end:
+                continue
+            out += [_escape(line[at:start]), HIGHLIGHT, _escape(line[start:end]), RESET]
+            at = end
+        out.append(_escape(line[at:]))
+        return "".join(out)
+
+    # -- stderr ---------------------------------------------------------------------------
+
+    def error(self, e: Error) -> None:
+        if self.args.json:
+            self._record(e)
         else:
             self.clear_progress()
-            print(_describe(record), file=self.err, flush=True)
+            self._flush_stdout()  # what came before it, first
+            print(_escape(_describe(e)), file=self.err, flush=True)
+        self._hint(e)
 
-    def _highlight(self, m: Match) -> str:
-        """The line with the match's first line marked (the line may be cut, SPEC §2)."""
-        part = m.match.split("\n", 1)[0]
-        at = m.column - 1
-        if m.line[at : at + len(part)] != part:
-            at = min(m.column - 1, 100)  # a cut line starts at most 100 characters before
-        if m.line[at : at + len(part)] != part:
-            return m.line
-        return f"{m.line[:at]}{HIGHLIGHT}{part}{RESET}{m.line[at + len(part) :]}"
+    def _hint(self, e: Error) -> None:
+        """One short line on what to do, for the faults a setting can fix (once each)."""
+        hint = None
+        if e.code == "rate_limited" and not self.settings.token:
+            hint = TOKEN_HINT
+        elif (
+            e.code == "upstream_error"
+            and e.gist_id is None
+            and self.progress.gists == 0
+            and "answered" not in e.message  # GitHub was reached: a status, not the network
+        ):
+            hint = (
+                f"GitHub could not be reached at {self.settings.api_url}/users/"
+                f"{self.query.username}/gists; check the network, DNS or proxy (HTTPS_PROXY),"
+                " or set another API root with --api-url or GISTSCAN_API_URL"
+            )
+        if hint is not None and e.code not in self._hinted:
+            self._hinted.add(e.code)
+            self.clear_progress()
+            print(f"gistscan: hint: {hint}", file=self.err, flush=True)
+
+    def summary(self, s: Summary) -> None:
+        for key in list(self._pending):  # a search stopped mid-line (--max-total)
+            self._flush(key)
+        self._summary_written = True
+        if self.args.json and not self.args.quiet:
+            self._record(s)
+        elif not self.args.quiet:
+            self.clear_progress()
+            self._flush_stdout()  # every line before the summary
+            print(_escape(_describe(s, self.query.max_matches)), file=self.err, flush=True)
+
+    def interrupted(self) -> None:
+        """Ctrl-C: the summary so far (complete: false) still ends --json output."""
+        from gistscan.records import Summary
+
+        self.clear_progress()
+        self._flush_stdout()  # the lines found before the interrupt
+        if self.args.json and not self.args.quiet and not self._summary_written:
+            p = self.progress
+            with contextlib.suppress(OSError):
+                self._record(
+                    Summary(
+                        username=self.query.username,
+                        pattern=self.query.pattern,
+                        gists=p.gists,
+                        files=p.files,
+                        skipped=p.skipped,
+                        filtered=p.filtered,
+                        bytes=p.bytes,
+                        matches=p.matches,
+                        errors=p.errors,
+                        complete=False,
+                        elapsed_ms=round((time.monotonic() - self.started) * 1000),
+                    )
+                )
+        print("gistscan: interrupted", file=self.err, flush=True)
 
     async def _tick(self) -> None:
         while True:
@@ -251,18 +652,61 @@ class _Printer:
             self._shown = False
 
 
-def _describe(record: Error | Summary) -> str:
+def use_color(choice: str, out: TextIO, environ: Mapping[str, str]) -> bool:
+    """--color: `always`, `never`, or `auto`: on a terminal, unless NO_COLOR is set to a
+    non-empty value (https://no-color.org) or TERM is `dumb`."""
+    if choice != "auto":
+        return choice == "always"
+    return not environ.get("NO_COLOR") and environ.get("TERM") != "dumb" and out.isatty()
+
+
+def _span(m: Match) -> tuple[int, int]:
+    """Where the match's first line of text falls in `m.line` (cut around the match when the
+    line is long: it then starts at most 100 characters before the match)."""
+    part = m.match.split("\n", 1)[0]
+    for at in (m.column - 1, min(m.column - 1, 100)):
+        if m.line[at : at + len(part)] == part:
+            return at, at + len(part)
+    return 0, 0
+
+
+# Control characters from a gist never reach a terminal raw: escape sequences could
+# clear a screen or forge a line. Tabs are left alone (indentation).
+_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)] if c != 0x09}
+_ESCAPES |= {0x0A: "\\n", 0x0D: "\\r"}
+
+
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def _escape(text: str) -> str:
+    """`text` with control characters shown as ripgrep shows them: `\\x1b`, `\\n`, `\\r`."""
+    return text.translate(_ESCAPES) if _CONTROL.search(text) else text
+
+
+def _describe(record: Error | Summary, max_total: int | None = None) -> str:
+    from gistscan.records import Error
+
     if isinstance(record, Error):
         where = f"{record.gist_id}/{record.filename}: " if record.gist_id else ""
         if record.gist_id and record.filename is None:
             where = f"{record.gist_id}: "
         return f"gistscan: {where}{record.code}: {record.message}"
-    state = "" if record.complete else ", incomplete"
+    s = record
+    found = _n(s.matches, "match")
+    stopped = s.matches == max_total and not s.complete and not s.errors
+    if stopped:
+        found += f" (stopped at --max-total {max_total})"
+    details = [f"{s.skipped} binary skipped"]
+    if s.filtered:
+        details.append(f"{s.filtered} filtered")
+    details += [_size(s.bytes), _n(s.errors, "error")]
+    if not s.complete and not stopped:
+        details.append("incomplete")
+    searched = f"in {_n(s.files, 'file')} of" if not stopped else "in"
     return (
-        f"gistscan: {_n(record.matches, 'match')} in {_n(record.files, 'file')} of"
-        f" {_n(record.gists, 'gist')} of {record.username} ({record.skipped} binary skipped,"
-        f" {_size(record.bytes)}, {_n(record.errors, 'error')}{state})"
-        f" in {record.elapsed_ms / 1000:.1f} s"
+        f"gistscan: {found} {searched} {_n(s.gists, 'gist')} of {s.username}"
+        f" ({', '.join(details)}) in {s.elapsed_ms / 1000:.1f} s"
     )
 
 

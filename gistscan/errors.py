@@ -6,10 +6,12 @@
         ├── ListingError    the listing of the user's gists failed: the scan cannot go on
         └── FetchError      one file's bytes could not be read: that file gets an error record
 
-Every `UpstreamError` carries the stable snake_case `code` of SPEC §3 (`not_found`,
-`rate_limited`, `upstream_error`, `invalid_response`, `too_large`), the HTTP `status` when
-there was one, and `retry_after` (seconds) for rate limits. aiohttp's own exceptions are
-translated into these in `gistscan.github`, the one module that talks HTTP.
+Every `UpstreamError` carries the stable snake_case record `code` of docs/records.md (`not_found`,
+`rate_limited`, `upstream_error`, `invalid_response`, `too_large`, `deadline_exceeded`), the
+HTTP `status` when there was one, `retry_after` (seconds, finite) for rate limits, and the
+`url` that failed when it was a connection-level failure (so a front end can say which host it
+could not reach). aiohttp's own exceptions are translated into these in `gistscan.github`, the
+one module that talks HTTP.
 """
 
 from __future__ import annotations
@@ -38,12 +40,14 @@ class UpstreamError(GistscanError):
         *,
         status: int | None = None,
         retry_after: float | None = None,
+        url: str | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
         self.retry_after = retry_after
+        self.url = url
 
 
 class ListingError(UpstreamError):

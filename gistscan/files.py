@@ -13,34 +13,23 @@ from typing import Literal, TypeVar
 import regex
 
 from gistscan.errors import FetchError
+from gistscan.lines import FileLines, LineDone, LineOptions
 from gistscan.listing import GistFile
-from gistscan.records import Error, Match
+from gistscan.records import Context, Error, Match
 from gistscan.scanner import FileScanner, Hit, ScanTimeout
 
 
 @dataclass(frozen=True, slots=True)
 class FileDone:
-    """A file's last event: `scanned` to its end, `skipped` as binary, or `failed`."""
+    """A file's last event: `scanned` (to its end, or to its per-file stop), `skipped` as
+    binary, `filtered` out by the glob and language filters (never read), or `failed`."""
 
     file: GistFile
-    outcome: Literal["scanned", "skipped", "failed"]
+    outcome: Literal["scanned", "skipped", "filtered", "failed"]
 
 
-FileEvent = Match | Error | FileDone
+FileEvent = Match | Context | LineDone | Error | FileDone
 Item = TypeVar("Item")
-
-
-def _match(file: GistFile, hit: Hit) -> Match:
-    return Match(
-        gist_id=file.gist_id,
-        filename=file.filename,
-        line_number=hit.line_number,
-        column=hit.column,
-        line=hit.line,
-        match=hit.text,
-        html_url=file.html_url,
-        raw_url=file.raw_url,
-    )
 
 
 async def scan_file(
@@ -51,17 +40,21 @@ async def scan_file(
     max_carry: int,
     regex_timeout: float | None,
     executor: Executor | None,
+    options: LineOptions | None = None,
 ) -> AsyncGenerator[FileEvent, None]:
-    """Scan one file's chunks; yield its matches in file order, then one `FileDone`.
+    """Scan one file's chunks; yield its records in file order (lines.FileLines: matches,
+    a `LineDone` after each matching line, context lines), then one `FileDone`.
 
     Matching runs in `executor` (a worker thread: `regex` releases the GIL on str), so a
     catastrophic pattern never stalls the event loop; the file's regex budget bounds it.
-    A download failure or a spent budget yields an `error` record: matches already
-    yielded stand. Cancellation closes the download (a chunk being matched finishes in its
-    thread, bounded by the chunk size and the budget).
+    The per-file stops of `options` (-m, -l) close the download as soon as nothing more of
+    the file is wanted. A download failure or a spent budget yields an `error` record:
+    matches already yielded stand. Cancellation closes the download (a chunk being matched
+    finishes in its thread, bounded by the chunk size and the budget).
     """
     loop = asyncio.get_running_loop()
     scanner = FileScanner(pattern, max_carry=max_carry, timeout=regex_timeout)
+    lines = FileLines(file, options or LineOptions())
 
     async def run(step: Callable[[], list[Hit]]) -> list[Hit]:
         return await loop.run_in_executor(executor, step)
@@ -69,10 +62,15 @@ async def scan_file(
     try:
         async with aclosing(chunks):
             async for chunk in chunks:
-                for hit in await run(functools.partial(scanner.feed, chunk)):
-                    yield _match(file, hit)
-        for hit in await run(scanner.close):
-            yield _match(file, hit)
+                lines.feed(chunk)
+                hits = await run(functools.partial(scanner.feed, chunk)) if lines.scanning else []
+                for event in lines.add(hits, scanner.settled_lines):
+                    yield event
+                if lines.done:
+                    break  # closing the download: nothing more of this file is wanted
+            else:
+                for event in lines.close(await run(scanner.close) if lines.scanning else []):
+                    yield event
     except FetchError as exc:
         yield Error(file.gist_id, file.filename, exc.code, exc.message)
         yield FileDone(file, "failed")

@@ -1,30 +1,77 @@
 """The one module that talks HTTP: GitHub's list pages and raw file bytes, with retries.
 
 aiohttp's exceptions never leave this module: they become `ListingError` (a list page) or
-`FetchError` (a file's bytes), each with the stable `code` of SPEC §3.
+`FetchError` (a file's bytes), each with the stable record `code` of docs/records.md.
+
+Every wait is bounded. A request (its tries and the waits between them) spends at most
+`request_total_timeout` seconds on its upstream, each connect or read at most
+`request_timeout`, and no wait goes past the search's `deadline`. One wait is at most
+`backoff_max` seconds: an upstream that asks for a longer one (a rate limit's Retry-After, its
+reset) gets its error reported instead. Before each request the `Budget` is consulted, so that
+a host that asked the whole client to wait (a secondary rate limit, a 429 of the raw host) is
+not asked again before its time. No body is read whole without a cap: a list page at most
+`max_page_bytes`, an error body a few KB; raw files are streamed, and cut past their listed
+size (or the raw limit).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
+import email.utils
+import math
 import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+import urllib.request
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
+import orjson
+from multidict import CIMultiDictProxy
 from yarl import URL
 
-from gistscan.cache import MemoryCache
+from gistscan.budget import MAX_WAIT, Budget
+from gistscan.cache import MemoryCache, StoredPage
 from gistscan.errors import FetchError, ListingError, UpstreamError
+from gistscan.metrics import DOWNLOADED_BYTES, RATE_LIMIT_WAITS, UPSTREAM_REQUESTS, UPSTREAM_RETRIES
 
 API_VERSION = "2022-11-28"
 RAW_LIMIT = 10 * 1024 * 1024  # GitHub refuses raw files larger than this (403)
+SECONDARY_WAIT = 60.0  # GitHub's advice when a rate limit names no time: wait at least a minute
+ERROR_BODY_BYTES = 4096  # read of a refusal's body: enough for GitHub's message
+MAX_REDIRECTS = 5
+# The Content-Encodings aiohttp decodes (br and zstd only with their optional packages, else
+# aiohttp raises). Anything else (`gzip,gzip`, `compress`, ...) would reach the scanner still
+# encoded, and be taken for a binary file.
+DECODED_ENCODINGS = frozenset({"", "identity", "gzip", "deflate", "br", "zstd"})
 
 T = TypeVar("T")
+Kind = type[UpstreamError]
+
+
+def client_session(**options: Any) -> aiohttp.ClientSession:
+    """The HTTP session gistscan talks to GitHub through.
+
+    Not `trust_env`: besides the proxy variables, that would make aiohttp read ~/.netrc and
+    send its credentials (a `default` entry's to every host, raw hosts included), and refuse
+    every API request that also carries the token. The proxy variables are honoured per
+    request instead (`env_proxy`). `options` go to `aiohttp.ClientSession` (the server
+    adds a trace that counts each search's requests).
+    """
+    return aiohttp.ClientSession(**options)
+
+
+def env_proxy(url: URL) -> URL | None:
+    """The proxy the environment names for `url` (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, minus
+    NO_PROXY, as curl and git read them), or None."""
+    if url.host is None or urllib.request.proxy_bypass(url.host):
+        return None
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    return URL(proxy) if proxy else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,20 +85,29 @@ class Page:
 
 
 class _Retry(Exception):
-    """A transient failure: worth another try after a backoff."""
+    """A transient failure: worth another try, after `after` seconds when the upstream said."""
 
-    def __init__(self, error: UpstreamError) -> None:
+    def __init__(self, error: UpstreamError, after: float | None = None) -> None:
         super().__init__(error.message)
         self.error = error
+        self.after = after
 
 
 class GitHub:
     """GitHub's REST API and raw host, through one shared `aiohttp.ClientSession`.
 
-    `retries` bounds the extra tries on connection errors and 5xx (with exponential backoff
-    from `backoff` seconds, and jitter); rate limits are never retried. `request_timeout`
-    bounds connecting and each read of one request. `token` is sent only to the API host.
-    `bytes_received` counts raw bytes received, retries included.
+    `retries` bounds the extra tries of one request on connection errors, timeouts, 5xx and
+    rate limits short enough to wait for; waits grow exponentially from `backoff` seconds
+    (with jitter) up to `backoff_max`, and a Retry-After is honoured (a longer one ends the
+    tries). `request_timeout` bounds connecting and each read, `request_total_timeout` the
+    upstream time of a whole request: its connects, reads and waits, not the time a consumer
+    of its raw stream holds a chunk (a raw body is bounded in bytes instead: its listed size
+    or the raw limit, whichever is larger); `deadline` (a `time.monotonic()` value, or None) is
+    when the search must end: no wait goes past it, and a list page still unread then raises
+    `deadline_exceeded`. `token` is sent only to the API host, whose origin is also the only
+    one list pages are read from. `budget` is shared by the clients of one process, `cache`
+    (with its single flight) by the server's searches. `bytes_received` counts raw bytes
+    received, retries included.
     """
 
     def __init__(
@@ -63,8 +119,13 @@ class GitHub:
         user_agent: str = "gistscan",
         retries: int = 3,
         backoff: float = 0.5,
+        backoff_max: float = 10.0,
         request_timeout: float | None = 30.0,
+        request_total_timeout: float | None = 120.0,
+        max_page_bytes: int = 8 * 1024 * 1024,
+        deadline: float | None = None,
         cache: MemoryCache | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.session = session
         self.api_url = api_url.rstrip("/")
@@ -73,86 +134,107 @@ class GitHub:
         self.user_agent = user_agent
         self.retries = retries
         self.backoff = backoff
-        self.timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=request_timeout, sock_read=request_timeout
-        )
+        self.backoff_max = backoff_max
+        self.request_timeout = request_timeout
+        self.request_total_timeout = request_total_timeout
+        self.max_page_bytes = max_page_bytes
+        self.deadline = deadline
         self.cache = cache
+        self.budget = budget if budget is not None else Budget()
         self.bytes_received = 0
 
-    def user_gists_url(self, username: str, per_page: int = 100) -> str:
-        return f"{self.api_url}/users/{username}/gists?per_page={per_page}"
+    def user_gists_url(self, username: str, per_page: int = 100, since: str | None = None) -> str:
+        """Page one of the user's list; `since` (YYYY-MM-DDTHH:MM:SSZ): gists updated since."""
+        url = f"{self.api_url}/users/{username}/gists?per_page={per_page}"
+        return url if since is None else f"{url}&since={since}"
 
-    def _api_headers(self, url: URL) -> dict[str, str]:
+    # -- list pages ----------------------------------------------------------------------------
+
+    async def get_page(self, url: str) -> Page:
+        """One list page (fresh from the cache, revalidated with its ETag, or fetched).
+
+        Identical requests in flight at once (other searches of the server) share one.
+        Raises `ListingError`: `not_found` (also remembered for the cache's page TTL),
+        `rate_limited` (with `retry_after`), `upstream_error` (network, 5xx after retries,
+        another 4xx), `invalid_response` (not a JSON array of gists, over `max_page_bytes`, a
+        URL or redirect away from the API host), `deadline_exceeded`.
+        """
+        try:
+            async with asyncio.timeout_at(self.deadline) as scope:
+                if self.cache is None:
+                    return await self._page(url)
+                return await self.cache.flights.share(url, lambda: self._page(url))
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            raise ListingError(
+                "deadline_exceeded", f"the search's deadline passed while reading {url}"
+            ) from None
+
+    async def _page(self, url: str) -> Page:
+        if _origin(url) != self._api_origin:
+            raise ListingError(
+                "invalid_response", f"a list page link leaves the API host {self.api_url}: {url}"
+            )
+        cached = await self.cache.page(url) if self.cache else None
+        if cached is not None and cached.fresh:
+            return _parse_page(url, cached.page)
+        if self.cache is not None and cached is None and await self.cache.not_found(url):
+            raise ListingError("not_found", "the gist list was not found (404, remembered)")
+        etag = cached.page.etag if cached is not None else None
+        try:
+            stored = await self._with_retries(
+                "api", ListingError, lambda left: self._page_once(url, etag, left)
+            )
+        except ListingError as exc:
+            if exc.code == "not_found" and self.cache is not None:
+                await self.cache.put_not_found(url)
+            raise
+        if stored is None:  # 304: what we hold is still right
+            assert cached is not None
+            stored = cached.page
+        page = _parse_page(url, stored)
+        if self.cache is not None:
+            await self.cache.put_page(url, stored)
+        return page
+
+    async def _page_once(self, url: str, etag: str | None, left: _Allowance) -> StoredPage | None:
+        headers = self._api_headers()
+        if etag:
+            headers["If-None-Match"] = etag
+        async with self._get("api", ListingError, url, headers, left) as resp:
+            if resp.status == 304 and etag:
+                return None
+            if resp.status != 200:
+                raise await self._refusal(ListingError, "api", resp, left, what="the gist list")
+            if resp.url.origin() != self._api_origin:
+                raise ListingError(
+                    "invalid_response",
+                    f"the gist list was redirected away from the API host, to {resp.url}",
+                )
+            async with left.spending():
+                body = await _read_capped(resp, self.max_page_bytes)
+            if body is None:
+                raise ListingError(
+                    "invalid_response",
+                    f"a page of the gist list is over the limit of {self.max_page_bytes} bytes"
+                    " (GitHub's are under 1 MB)",
+                )
+            return StoredPage(body, _next_url(resp), resp.headers.get("ETag"))
+
+    def _api_headers(self) -> dict[str, str]:
         headers = {
             "User-Agent": self.user_agent,
             "Accept": "application/vnd.github+json",
             "X-GitHub-Api-Version": API_VERSION,
         }
-        if self.token and url.origin() == self._api_origin:
+        if self.token:
+            # Only list pages are fetched with these headers, and only from the API origin;
+            # aiohttp drops the header on a redirect to another origin.
             headers["Authorization"] = f"Bearer {self.token}"
         return headers
 
-    async def _back_off(self, attempt: int) -> None:
-        """Wait before retry number `attempt` + 1: exponential, with jitter."""
-        await asyncio.sleep(self.backoff * 2**attempt * random.uniform(0.5, 1.5))
-
-    async def _with_retries(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        for n in range(self.retries + 1):
-            try:
-                return await attempt()
-            except _Retry as retry:
-                if n == self.retries:
-                    raise retry.error from None
-                await self._back_off(n)
-        raise AssertionError("unreachable")
-
-    async def get_page(self, url: str) -> Page:
-        """One list page (fresh from the cache, revalidated with its ETag, or fetched).
-
-        Raises `ListingError`: `not_found`, `rate_limited` (with `retry_after`),
-        `upstream_error` (network, 5xx after retries, another 4xx), `invalid_response`.
-        """
-        cached = self.cache.page(url) if self.cache else None
-        if cached is not None and cached.fresh:
-            return cached.page
-        etag = cached.page.etag if cached is not None else None
-        page = await self._with_retries(lambda: self._get_page_once(url, etag))
-        if page is None:  # 304: what we hold is still right
-            assert cached is not None
-            page = cached.page
-        if self.cache:
-            self.cache.put_page(url, page)
-        return page
-
-    async def _get_page_once(self, url: str, etag: str | None) -> Page | None:
-        target = URL(url, encoded=True)  # GitHub's Link URLs are used exactly as given
-        headers = self._api_headers(target)
-        if etag:
-            headers["If-None-Match"] = etag
-        try:
-            async with self.session.get(target, headers=headers, timeout=self.timeout) as resp:
-                if resp.status == 304 and etag:
-                    return None
-                if resp.status != 200:
-                    raise _status_error(ListingError, resp, await _text(resp), what="the gist list")
-                body = await resp.read()
-                next_url = _next_link(resp.headers.get("Link", ""))
-                new_etag = resp.headers.get("ETag")
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _Retry(
-                ListingError("upstream_error", f"could not read the gist list: {_describe(exc)}")
-            ) from exc
-        try:
-            items = json.loads(body)
-        except ValueError:
-            raise ListingError(
-                "invalid_response", "GitHub's gist list is not valid JSON", status=200
-            ) from None
-        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-            raise ListingError(
-                "invalid_response", "GitHub's gist list is not a JSON array of gists", status=200
-            )
-        return Page(url=url, items=items, next_url=next_url, etag=new_etag)
+    # -- raw files -----------------------------------------------------------------------------
 
     async def iter_raw(
         self, url: str, *, chunk_size: int, size: int | None = None
@@ -160,151 +242,426 @@ class GitHub:
         """The bytes of a raw file, in chunks of exactly `chunk_size` (the last one shorter).
 
         A download that breaks off is retried from where it stopped (bytes already
-        yielded are skipped, never yielded twice). Raises `FetchError`: `not_found`,
-        `too_large` (a 403 for a file whose listed `size` is over 10 MB: GitHub's raw
-        limit), `rate_limited`, `upstream_error` (a 403 on any other file among them).
+        yielded are skipped, never yielded twice). With a cache, a file another search is
+        downloading now is waited for and then taken from the cache (or downloaded, when it
+        was too big to keep). Raises `FetchError`: `not_found`, `too_large` (a 403 for a
+        file whose listed `size` is over 10 MB: GitHub's raw limit), `rate_limited`,
+        `invalid_response` (a Content-Encoding that cannot be decoded, a body longer than
+        the listed `size` and the raw limit, a bad URL),
+        `upstream_error` (a 403 on any other file among them).
         """
-        if self.cache is not None:
-            cached = self.cache.raw(url)
-            if cached is not None:
-                for i in range(0, len(cached), chunk_size):
-                    yield cached[i : i + chunk_size]
+        if self.cache is None:
+            async with aclosing(self._download(url, chunk_size, size)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+            return
+        while True:
+            data = await self.cache.raw(url)
+            if data is not None:
+                for i in range(0, len(data), chunk_size):
+                    yield data[i : i + chunk_size]
                 return
-        keep = self.cache.raw_keeper(url) if self.cache is not None else None
+            busy = self.cache.flights.busy(url)
+            if busy is None:
+                break
+            await busy.wait()  # bounded: that download's own request limits bound it
+        with self.cache.flights.running(url):
+            keep = self.cache.raw_keeper(url)
+            async with aclosing(self._download(url, chunk_size, size)) as chunks:
+                async for chunk in chunks:
+                    keep.add(chunk)
+                    yield chunk
+            await keep.done()
+
+    async def _download(
+        self, url: str, chunk_size: int, size: int | None
+    ) -> AsyncGenerator[bytes, None]:
+        left = _Allowance(self.request_total_timeout)
         delivered = 0
-        for n in range(self.retries + 1):
+        tries = 0
+        while True:
+            await self._turn("raw", FetchError, left)
             try:
                 # aclosing: a consumer that stops early releases the response at once.
-                once = self._raw_once(url, chunk_size, skip=delivered, size=size)
+                once = self._raw_once(url, chunk_size, skip=delivered, size=size, left=left)
                 async with aclosing(once):
                     async for chunk in once:
                         delivered += len(chunk)
-                        if keep is not None:
-                            keep.add(chunk)
                         yield chunk
-                if keep is not None:
-                    keep.done()
                 return
             except _Retry as retry:
-                if n == self.retries:
-                    raise retry.error from None
-                await self._back_off(n)
+                await self._pause("raw", retry, tries, left)
+                tries += 1
 
     async def _raw_once(
-        self, url: str, chunk_size: int, *, skip: int, size: int | None
+        self, url: str, chunk_size: int, *, skip: int, size: int | None, left: _Allowance
     ) -> AsyncGenerator[bytes, None]:
         headers = {"User-Agent": self.user_agent}
-        try:
-            async with self.session.get(
-                URL(url, encoded=True), headers=headers, timeout=self.timeout
-            ) as resp:
-                if resp.status != 200:
-                    body = await _text(resp)
-                    over = size is not None and size > RAW_LIMIT
-                    raise _status_error(FetchError, resp, body, what="the raw file", too_large=over)
-                content = resp.content
-                while skip:  # a retry: drop what the scanner already has
-                    got = await content.read(min(skip, 1 << 16))
-                    if not got:
-                        return
-                    self.bytes_received += len(got)
-                    skip -= len(got)
-                # iter_chunked(n) yields *up to* n bytes: re-chunk to exact sizes.
-                while True:
-                    try:
+        async with self._get("raw", FetchError, url, headers, left) as resp:
+            if resp.status != 200:
+                over = size is not None and size > RAW_LIMIT
+                raise await self._refusal(
+                    FetchError, "raw", resp, left, what="the raw file", too_large=over
+                )
+            coding = resp.headers.get("Content-Encoding", "").strip().lower()
+            if coding not in DECODED_ENCODINGS:
+                raise FetchError(
+                    "invalid_response",
+                    f"the file came with Content-Encoding {coding!r}, which cannot be decoded",
+                    status=resp.status,
+                )
+            # A raw URL names one revision, whose size the listing gives: a body past it (or
+            # past the raw host's own limit, when the listing says less) never ends well.
+            limit = max(size or 0, RAW_LIMIT)
+            if (resp.content_length or 0) > limit:
+                raise _too_long(limit, size, status=resp.status)
+            content = resp.content
+            position = 0
+            while position < skip:  # a retry: drop what the scanner already has
+                async with left.spending():
+                    got = await content.read(min(skip - position, 1 << 16))
+                if not got:
+                    return
+                self._received(len(got))
+                position += len(got)
+            # iter_chunked(n) yields *up to* n bytes: re-chunk to exact sizes. Only the reads
+            # are timed: the time the consumer holds a chunk is not the upstream's.
+            while True:
+                try:
+                    async with left.spending():
                         chunk = await content.readexactly(chunk_size)
-                    except asyncio.IncompleteReadError as short:
-                        if short.partial:
-                            self.bytes_received += len(short.partial)
-                            yield short.partial
-                        return
-                    self.bytes_received += len(chunk)
+                except asyncio.IncompleteReadError as short:
+                    chunk = short.partial
+                position += len(chunk)
+                if position > limit:
+                    raise _too_long(limit, size, status=resp.status)
+                if chunk:
+                    self._received(len(chunk))
                     yield chunk
+                if len(chunk) < chunk_size:
+                    return
+
+    def _received(self, n: int) -> None:
+        self.bytes_received += n
+        DOWNLOADED_BYTES.labels("raw").inc(n)
+
+    # -- one request, its tries and waits --------------------------------------------------------
+
+    async def _with_retries(
+        self, host: str, kind: Kind, attempt: Callable[[_Allowance], Awaitable[T]]
+    ) -> T:
+        left = _Allowance(self.request_total_timeout)
+        tries = 0
+        while True:
+            await self._turn(host, kind, left)
+            try:
+                return await attempt(left)
+            except _Retry as retry:
+                await self._pause(host, retry, tries, left)
+                tries += 1
+
+    def _may_wait(self, seconds: float, left: _Allowance) -> bool:
+        """Whether a wait of `seconds` fits the ceiling, the request's time and the deadline."""
+        return (
+            seconds <= self.backoff_max
+            and (left.left is None or seconds < left.left)
+            and (self.deadline is None or time.monotonic() + seconds < self.deadline)
+        )
+
+    async def _turn(self, host: str, kind: Kind, left: _Allowance) -> None:
+        """Wait until `host` may be asked again; raise `rate_limited` when that is too long."""
+        wait = await self.budget.wait(host)
+        if wait <= 0:
+            return
+        if not self._may_wait(wait, left):
+            raise kind(
+                "rate_limited",
+                f"{_HOST_NAMES[host]} asked us to wait; it resets in {math.ceil(wait)} s",
+                retry_after=wait,
+            )
+        left.spend(wait)
+        await self._sleep(wait)
+
+    async def _pause(self, host: str, retry: _Retry, tries: int, left: _Allowance) -> None:
+        """The wait before try number `tries` + 2, or `retry.error` when none may follow."""
+        if tries >= self.retries:
+            raise retry.error
+        wait = min(self.backoff * 2 ** min(tries, 30) * random.uniform(0.5, 1.5), self.backoff_max)
+        if retry.after is not None:
+            wait = max(wait, retry.after)
+        if not self._may_wait(wait, left):
+            raise retry.error
+        UPSTREAM_RETRIES.labels(host).inc()
+        left.spend(wait)
+        await self._sleep(wait)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Every wait between requests goes through here (tests record them)."""
+        await asyncio.sleep(seconds)
+
+    @contextlib.asynccontextmanager
+    async def _get(
+        self, host: str, kind: Kind, url: str, headers: dict[str, str], left: _Allowance
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """GET `url` (exactly as given) within the request's allowance (its body is read by
+        the caller, within it too); count it; note the API's rate limit; translate aiohttp's
+        failures, transient ones wrapped in `_Retry`."""
+        answered = False
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.request_timeout, sock_read=self.request_timeout
+        )
+        try:
+            async with left.spending():
+                target = URL(url, encoded=True)
+                resp = await self.session.get(
+                    target,
+                    headers=headers,
+                    proxy=env_proxy(target),
+                    timeout=timeout,
+                    max_redirects=MAX_REDIRECTS,
+                )
+            async with resp:
+                answered = True
+                UPSTREAM_REQUESTS.labels(host, str(resp.status)).inc()
+                if host == "api":
+                    await self._observe(resp.headers)
+                yield resp
+        except (aiohttp.ClientConnectorDNSError, aiohttp.ClientSSLError) as exc:
+            # Not transient: trying again would fail the same way, only later.
+            UPSTREAM_REQUESTS.labels(host, "error").inc()
+            raise kind("upstream_error", f"could not connect to {url}: {exc}", url=url) from exc
+        except (
+            aiohttp.TooManyRedirects,
+            aiohttp.InvalidURL,
+            aiohttp.NonHttpUrlClientError,
+            aiohttp.RedirectClientError,
+        ) as exc:
+            if not answered:
+                UPSTREAM_REQUESTS.labels(host, "error").inc()
+            raise kind("invalid_response", f"could not follow {url}: {exc!r}", url=url) from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _Retry(
-                FetchError("upstream_error", f"could not download the file: {_describe(exc)}")
-            ) from exc
+            if not answered:
+                UPSTREAM_REQUESTS.labels(host, "error").inc()
+            reason = self._timed_out(left) if isinstance(exc, TimeoutError) else _describe(exc)
+            raise _Retry(kind("upstream_error", f"{url}: {reason}", url=url)) from exc
+        except ValueError as exc:
+            if answered:  # raised by the code reading the answer: not ours to translate
+                raise
+            UPSTREAM_REQUESTS.labels(host, "error").inc()
+            raise kind("invalid_response", f"cannot request {url!r}: {exc}", url=url) from exc
+
+    def _timed_out(self, left: _Allowance) -> str:
+        if left.left is not None and left.left <= 0:
+            return f"no complete answer within {self.request_total_timeout:g} s"
+        return f"no answer within {self.request_timeout:g} s"
+
+    async def _observe(self, headers: CIMultiDictProxy[str]) -> None:
+        """Keep the API's rate-limit state from any answer's x-ratelimit-* headers."""
+        try:
+            remaining = int(headers["X-RateLimit-Remaining"])
+            reset = float(headers["X-RateLimit-Reset"])
+        except (KeyError, ValueError):
+            return
+        if remaining >= 0 and not math.isnan(reset):
+            await self.budget.observe(remaining, min(reset, time.time() + MAX_WAIT))
+
+    async def _refusal(
+        self,
+        kind: Kind,
+        host: str,
+        resp: aiohttp.ClientResponse,
+        left: _Allowance,
+        *,
+        what: str,
+        too_large: bool = False,
+    ) -> Exception:
+        """Map a non-200 answer to an error (wrapped in `_Retry` when worth retrying).
+
+        A rate limit holds the host in the budget for the time it names. A 403 without
+        rate-limit signs is `too_large` only for a file known to be over the raw limit: on a
+        smaller one it is some other refusal, and calling it too large would send the caller
+        cloning for nothing.
+        """
+        status = resp.status
+        try:
+            async with left.spending():
+                body = await _read_upto(resp, ERROR_BODY_BYTES)
+        except TimeoutError:
+            body = b""
+        message = _github_message(body)
+        detail = f": {message}" if message else ""
+        wait = _rate_limit_wait(status, resp.headers, body)
+        if wait is not None:
+            RATE_LIMIT_WAITS.labels(host).inc()
+            await self.budget.hold(host, wait)
+            limited = kind(
+                "rate_limited",
+                f"{_HOST_NAMES[host]} refused {what} for a rate limit ({status}{detail});"
+                f" it resets in {math.ceil(wait)} s",
+                status=status,
+                retry_after=wait,
+            )
+            return _Retry(limited, after=wait)
+        if status == 404:
+            return kind("not_found", f"{what} was not found (404)", status=status)
+        if status == 403 and too_large:
+            return kind(
+                "too_large", f"GitHub refused {what} (403): over its 10 MB raw limit", status=status
+            )
+        error = kind(
+            "upstream_error", f"GitHub answered {status} for {what}{detail}", status=status
+        )
+        if status >= 500:
+            after = _seconds(resp.headers.get("Retry-After"))
+            if after is not None:
+                RATE_LIMIT_WAITS.labels(host).inc()
+            return _Retry(error, after=after)
+        return error
 
 
-async def _text(resp: aiohttp.ClientResponse) -> str:
+_HOST_NAMES = {"api": "GitHub's API", "raw": "GitHub's raw host"}
+
+
+class _Allowance:
+    """The upstream time one request may still take (`left` seconds; None: no limit): its
+    connects, reads and the waits between its tries, but not the time the consumer of a raw
+    stream holds a chunk (a slow reader is not a slow upstream)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.left = seconds
+
+    def spend(self, seconds: float) -> None:
+        if self.left is not None:
+            self.left -= seconds
+
+    @contextlib.asynccontextmanager
+    async def spending(self) -> AsyncIterator[None]:
+        """Time the block against what is left; TimeoutError when it runs out."""
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self.left):
+                yield
+        finally:
+            self.spend(time.monotonic() - started)
+
+
+def _too_long(limit: int, size: int | None, *, status: int) -> FetchError:
+    return FetchError(
+        "invalid_response",
+        f"the raw file goes on past {limit} bytes (its listed size: {size}; GitHub's raw limit:"
+        f" {RAW_LIMIT})",
+        status=status,
+    )
+
+
+def _origin(url: str) -> URL | None:
     try:
-        return (await resp.read())[:2000].decode("utf-8", "replace")
+        return URL(url, encoded=True).origin()
+    except ValueError:
+        return None
+
+
+def _next_url(resp: aiohttp.ClientResponse) -> str | None:
+    """The `rel="next"` URL of the Link headers (aiohttp's parser: every Link header, commas
+    inside URLs, relative URLs resolved against the page)."""
+    try:
+        link = resp.links.get("next")
+        return None if link is None else str(link["url"])
+    except ValueError as exc:
+        raise ListingError(
+            "invalid_response", f"GitHub's Link header is malformed: {exc}"
+        ) from None
+
+
+def _parse_page(url: str, stored: StoredPage) -> Page:
+    """The page's items; `invalid_response` unless the body is a JSON array of objects."""
+    try:
+        # orjson refuses nesting past 1024 levels with a ValueError, never a RecursionError.
+        items = orjson.loads(stored.body)
+    except (ValueError, RecursionError):
+        raise ListingError(
+            "invalid_response", "GitHub's gist list is not valid JSON", status=200
+        ) from None
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ListingError(
+            "invalid_response", "GitHub's gist list is not a JSON array of gists", status=200
+        )
+    return Page(url=url, items=items, next_url=stored.next_url, etag=stored.etag)
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes | None:
+    """The whole body, or None as soon as it is known to be over `cap` bytes."""
+    if resp.content_length is not None and resp.content_length > cap:
+        return None
+    body = await _read_upto(resp, cap + 1, quiet=False)
+    return body if len(body) <= cap else None
+
+
+async def _read_upto(resp: aiohttp.ClientResponse, n: int, *, quiet: bool = True) -> bytes:
+    """At most the first `n` bytes of the body. `quiet`: a failing read gives what came."""
+    try:
+        return await resp.content.readexactly(n)
+    except asyncio.IncompleteReadError as short:
+        return short.partial
     except (TimeoutError, aiohttp.ClientError):
-        return ""
+        if not quiet:
+            raise
+        return b""
 
 
-def _status_error(
-    kind: type[UpstreamError],
-    resp: aiohttp.ClientResponse,
-    body: str,
-    *,
-    what: str,
-    too_large: bool = False,
-) -> Exception:
-    """Map a non-200 answer to an error (wrapped in `_Retry` when worth retrying).
-
-    A 403 without rate-limit headers is `too_large` only for a file known to be over the
-    raw limit: on a smaller one it is some other refusal, and calling it too large would
-    send the caller cloning for nothing.
-    """
-    status = resp.status
-    message = _github_message(body)
-    retry_after = _retry_after(resp.headers)
-    if status in (403, 429) and retry_after is not None:
-        when = f"; it resets in {int(retry_after)} s" if retry_after else ""
-        return kind(
-            "rate_limited",
-            f"GitHub's rate limit is exhausted ({status}{': ' + message if message else ''}){when}",
-            status=status,
-            retry_after=retry_after,
-        )
-    if status == 404:
-        return kind("not_found", f"{what} was not found (404)", status=status)
-    if status == 403 and too_large:
-        return kind(
-            "too_large", f"GitHub refused {what} (403): over its 10 MB raw limit", status=status
-        )
-    if status >= 500:
-        return _Retry(kind("upstream_error", f"GitHub answered {status} for {what}", status=status))
-    detail = f": {message}" if message else ""
-    return kind("upstream_error", f"GitHub answered {status} for {what}{detail}", status=status)
-
-
-def _github_message(body: str) -> str:
+def _github_message(body: bytes) -> str:
     try:
-        message = json.loads(body).get("message", "")
+        message = orjson.loads(body).get("message", "")
     except (ValueError, AttributeError):
         return ""
-    return message if isinstance(message, str) else ""
+    return message[:300] if isinstance(message, str) else ""
 
 
-def _retry_after(headers: Any) -> float | None:
-    """Seconds until a rate limit lifts, or None when the answer is no rate limit."""
-    value = headers.get("Retry-After")
-    if value is not None:
+def _seconds(value: str | None, *, epoch: bool = False) -> float | None:
+    """Seconds from now that a `Retry-After` (seconds or an HTTP date) or, with `epoch`, an
+    `x-ratelimit-reset` (Unix seconds) names, clamped to 0..MAX_WAIT (`1e999`: an hour; a
+    time already past: 0); None when absent or not a time at all (`nan`, words, a negative
+    number of seconds)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        if epoch:
+            return None
         try:
-            return max(0.0, float(value))
-        except ValueError:
-            return 60.0
-    if headers.get("X-RateLimit-Remaining") == "0":
-        try:
-            return max(0.0, float(headers.get("X-RateLimit-Reset", "")) - time.time())
-        except ValueError:
-            return 60.0
-    return None
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    else:
+        if math.isnan(seconds) or (seconds < 0 and not epoch):
+            return None
+        if epoch:
+            seconds -= time.time()
+    return min(max(seconds, 0.0), MAX_WAIT)
 
 
-def _next_link(header: str) -> str | None:
-    """The `rel="next"` URL of a Link header, verbatim."""
-    for part in header.split(","):
-        url, _, params = part.partition(";")
-        url = url.strip()
-        if url.startswith("<") and url.endswith(">") and 'rel="next"' in params.replace(" ", ""):
-            return url[1:-1]
-    return None
+def _rate_limit_wait(status: int, headers: CIMultiDictProxy[str], body: bytes) -> float | None:
+    """Seconds a rate-limit answer asks us to wait; None when the answer is no rate limit.
+
+    GitHub's rules: a 403 or 429 with `x-ratelimit-remaining: 0` waits for
+    `x-ratelimit-reset`; one with `Retry-After` waits that long; a secondary limit may carry
+    neither (a 403 or 429 whose message says so, or a bare 429): wait at least a minute.
+    A Retry-After that is not a time counts as absent.
+    """
+    if status not in (403, 429):
+        return None
+    waits = []
+    if "Retry-After" in headers:
+        asked = _seconds(headers["Retry-After"])
+        waits.append(SECONDARY_WAIT if asked is None else asked)
+    if headers.get("X-RateLimit-Remaining", "").strip() == "0":
+        reset = _seconds(headers.get("X-RateLimit-Reset"), epoch=True)
+        waits.append(SECONDARY_WAIT if reset is None else reset)
+    if not waits and (status == 429 or b"rate limit" in body.lower()):
+        waits.append(SECONDARY_WAIT)
+    return max(waits) if waits else None
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.TimeoutError):
-        return "timed out"
     return str(exc) or type(exc).__name__

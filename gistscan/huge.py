@@ -2,7 +2,7 @@
 
 GitHub serves a raw file only up to 10 MB (larger ones get 403) and lists at most 300 files
 of a gist (then `truncated: true`); both are reachable only through `git clone` of the gist's
-`git_pull_url` (shared/github/NOTES.md §2). The clone is bare: each file's bytes are streamed
+`git_pull_url` (docs/github.md §2). The clone is bare: each file's bytes are streamed
 from `git cat-file blob`, so they are exactly the committed bytes (no checkout applies the
 gist's own `.gitattributes`: eol conversion, filters, working-tree encodings), nothing is
 written twice to disk, and no name from the gist ever becomes a path on ours.
@@ -26,6 +26,7 @@ from gistscan.errors import FetchError
 from gistscan.files import FileEvent
 from gistscan.github import RAW_LIMIT
 from gistscan.listing import Gist, GistFile
+from gistscan.metrics import DOWNLOADED_BYTES, GIT_CLONES
 from gistscan.records import Error
 
 CLONE_PREFIX = "gistscan-clone-"  # temporary directories of clones, in tempfile.gettempdir()
@@ -49,8 +50,9 @@ def unlisted_url(gist: Gist, filename: str) -> str:
     """What a match in an unlisted file gives as `raw_url`: the file's anchor on the gist page.
 
     GitHub gives no raw URL for a file it leaves out of the listing (and rebuilding one by
-    hand is what SPEC §1 forbids), so this points a reader at the file on the gist's page;
-    the anchor follows GitHub's `#file-<name>` form, lower-cased, other characters as `-`.
+    hand is what docs/github.md §3 warns against), so this points a reader at the file on
+    the gist's page; the anchor follows GitHub's `#file-<name>` form, lower-cased, other
+    characters as `-`.
     """
     return f"{gist.html_url}#file-{re.sub(r'[^a-z0-9_-]', '-', filename.lower())}"
 
@@ -63,6 +65,7 @@ async def huge_files(
     chunk_size: int,
     clone_timeout: float | None = CLONE_TIMEOUT,
     protocols: str = "https",
+    received: Callable[[int], None] | None = None,
 ) -> AsyncGenerator[FileEvent, None]:
     """Scan the part of `gist` the raw host may not give; yield each file's events in turn.
 
@@ -72,7 +75,9 @@ async def huge_files(
     scanned from raw by the caller, so no file is reported twice). `scan(chunks, file)` scans
     one file. One shallow clone, made on first need and only then, serves all of them; its
     files come in chunks of exactly `chunk_size` bytes, as raw's do. `clone_timeout` bounds
-    the clone (per clone; None: no bound); `protocols` is git's GIT_ALLOW_PROTOCOL list.
+    the clone (per clone; None: no bound); `protocols` is git's GIT_ALLOW_PROTOCOL list
+    (`:`-separated): a `git_pull_url` of another scheme, or a local path, is never given to
+    git. `received(n)` is told of each chunk's size read from git.
 
     Each file's own failure is an `error` record from `scan`: `too_large` naming the reason
     when git is not installed, `upstream_error` when the clone fails. When the unlisted files
@@ -80,7 +85,7 @@ async def huge_files(
     its own. When this generator ends, is closed or is cancelled, a git still running is
     killed with its helpers and the clone's temporary directory is removed.
     """
-    clone = _Clone(gist.git_pull_url, timeout=clone_timeout, protocols=protocols)
+    clone = _Clone(gist.git_pull_url, timeout=clone_timeout, protocols=protocols, received=received)
     try:
         for file in gist.files:
             if over_raw_limit(file):
@@ -151,10 +156,18 @@ class _Clone:
     clone is kept in `_failure` and raised again, never retried within one gist.
     """
 
-    def __init__(self, url: str | None, *, timeout: float | None, protocols: str) -> None:
+    def __init__(
+        self,
+        url: str | None,
+        *,
+        timeout: float | None,
+        protocols: str,
+        received: Callable[[int], None] | None = None,
+    ) -> None:
         self.url = url
         self.timeout = timeout
         self.protocols = protocols
+        self.received = received
         self._git: str | None = None
         self._dir: str | None = None
         self._blobs: dict[str, _Blob] | None = None
@@ -169,7 +182,8 @@ class _Clone:
         """The files of the gist's HEAD by name, cloning first if needed.
 
         Raises `FetchError`: `too_large` (message: `why`, and that git is missing) when git
-        is not installed; `upstream_error` when the clone fails or times out.
+        is not installed; `invalid_response` when there is no `git_pull_url` or it is not a
+        URL of an allowed protocol; `upstream_error` when the clone fails or times out.
         """
         if self._blobs is not None:
             return self._blobs
@@ -182,9 +196,13 @@ class _Clone:
         try:
             if self.url is None:
                 raise FetchError("invalid_response", f"{why}, and GitHub gave no git_pull_url")
+            _check_url(self.url, self.protocols, why)
             self._dir = tempfile.mkdtemp(prefix=CLONE_PREFIX)
-            await self._clone(self._git, self.url)
-            self._blobs = await self._ls_tree(self._git)
+            try:
+                await self._clone(self._git, self.url)
+                self._blobs = await self._ls_tree(self._git)
+            finally:
+                GIT_CLONES.labels("failed" if self._blobs is None else "ok").inc()
         except FetchError as exc:
             self._failure = exc
             raise
@@ -247,6 +265,9 @@ class _Clone:
                     chunk = short.partial
                 if chunk:
                     got += len(chunk)
+                    DOWNLOADED_BYTES.labels("git").inc(len(chunk))
+                    if self.received is not None:
+                        self.received(len(chunk))
                     yield chunk
                 if len(chunk) < chunk_size:
                     break
@@ -272,6 +293,21 @@ class _Clone:
             time.sleep(0.05)
             shutil.rmtree(self._dir, ignore_errors=True)
         self._dir = None
+
+
+def _check_url(url: str, protocols: str, why: str) -> None:
+    """Refuse a `git_pull_url` that is not a URL of an allowed protocol before git sees it.
+
+    GIT_ALLOW_PROTOCOL would refuse most of them too, but a local path (or something that
+    git takes for an option or a transport helper: `ext::`, `fd::`) is never worth a process.
+    """
+    scheme, sep, _ = url.partition("://")
+    if not sep or scheme.lower() not in protocols.split(":"):
+        raise FetchError(
+            "invalid_response",
+            f"{why}, and its git_pull_url {url[:200]!r} is not a URL git may clone"
+            f" (allowed: {protocols.replace(':', ', ')}; the git_protocols setting)",
+        )
 
 
 def _git_env(protocols: str) -> dict[str, str]:

@@ -21,6 +21,7 @@ class GistFile:
     raw_url: str
     size: int
     html_url: str
+    language: str | None = None  # GitHub's detection, as listed (None: not detected)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +35,14 @@ class Gist:
     files: tuple[GistFile, ...]
 
 
-async def first_page(github: GitHub, username: str, *, per_page: int = 100) -> Page:
-    """Page one of the user's gist list. Raises `ListingError` (`not_found` names the user)."""
+async def first_page(
+    github: GitHub, username: str, *, per_page: int = 100, since: str | None = None
+) -> Page:
+    """Page one of the user's gist list (only gists updated since `since`, when given).
+
+    Raises `ListingError` (`not_found` names the user)."""
     try:
-        return await github.get_page(github.user_gists_url(username, per_page))
+        return await github.get_page(github.user_gists_url(username, per_page, since))
     except ListingError as exc:
         if exc.code != "not_found":
             raise
@@ -45,28 +50,47 @@ async def first_page(github: GitHub, username: str, *, per_page: int = 100) -> P
 
 
 async def pages(
-    github: GitHub, username: str, *, per_page: int = 100, first: Page | None = None
+    github: GitHub,
+    username: str,
+    *,
+    per_page: int = 100,
+    max_pages: int = 100,
+    since: str | None = None,
+    first: Page | None = None,
 ) -> AsyncGenerator[Page, None]:
     """Yield the user's list pages in order, following `rel="next"` exactly as given.
 
     `first`, when the caller already fetched page one (the server does, to answer with a
     real status before streaming), is yielded without asking again. The next page is
     requested as soon as a page arrives, so its latency overlaps the downloads of this
-    page's files; closing the generator cancels that request. Raises `ListingError`.
+    page's files; closing the generator cancels that request. Raises `ListingError`, after
+    yielding the pages read so far: those of `get_page`, `invalid_response` for a Link that
+    loops back, `too_large` for a list that goes on past `max_pages` pages.
     """
-    page = first or await first_page(github, username, per_page=per_page)
+    page = first or await first_page(github, username, per_page=per_page, since=since)
     seen = {page.url}
     while True:
         upcoming: asyncio.Task[Page] | None = None
-        if page.next_url is not None:
-            if page.next_url in seen:  # a Link loop would never end
-                raise ListingError(
-                    "invalid_response", f"GitHub's Link header loops to {page.next_url}"
-                )
+        stop: ListingError | None = None
+        if page.next_url is None:
+            pass
+        elif page.next_url in seen:
+            stop = ListingError(
+                "invalid_response", f"GitHub's Link header loops back to {page.next_url}"
+            )
+        elif len(seen) >= max_pages:
+            stop = ListingError(
+                "too_large",
+                f"the gist list of {username} goes on past {max_pages} pages (the max_pages"
+                " setting); only those were searched",
+            )
+        else:
             seen.add(page.next_url)
             upcoming = asyncio.create_task(github.get_page(page.next_url))
         try:
             yield page
+            if stop is not None:
+                raise stop
             if upcoming is None:
                 return
             page = await upcoming
@@ -79,11 +103,19 @@ async def pages(
 
 
 async def gists(pages: AsyncGenerator[Page, None]) -> AsyncGenerator[Gist, None]:
-    """Yield the gists of each page as soon as the page arrives. Raises `ListingError`."""
+    """Yield the gists of each page as soon as the page arrives, each gist once.
+
+    Offset pages shift while a user's gists are being updated, so a gist may be met on two
+    pages: only its first listing counts. Raises `ListingError`.
+    """
+    seen: set[str] = set()  # bounded: max_pages pages of at most per_page gists
     async with aclosing(pages):
         async for page in pages:
             for item in page.items:
-                yield _gist(item)
+                gist = _gist(item)
+                if gist.id not in seen:
+                    seen.add(gist.id)
+                    yield gist
 
 
 def _gist(item: dict[str, Any]) -> Gist:
@@ -100,13 +132,16 @@ def _gist(item: dict[str, Any]) -> Gist:
                 "invalid_response", f"file {name!r} of gist {gist_id} has no raw_url"
             )
         size = entry.get("size")
+        filename = entry.get("filename")
+        language = entry.get("language")
         out.append(
             GistFile(
                 gist_id=gist_id,
-                filename=str(entry.get("filename") or name),
+                filename=filename if isinstance(filename, str) and filename else name,
                 raw_url=entry["raw_url"],
-                size=size if isinstance(size, int) else 0,
+                size=size if type(size) is int else 0,  # not a bool, a float, a string
                 html_url=html_url,
+                language=language if isinstance(language, str) else None,
             )
         )
     pull = item.get("git_pull_url")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gistscan import __version__
+from gistscan.filters import MAX_FILTER_LENGTH, MAX_FILTERS
 
 if TYPE_CHECKING:
     from gistscan.server import ServerConfig
@@ -52,12 +53,23 @@ def _schemas(config: ServerConfig) -> dict[str, Any]:
         },
         "message": string,
     }
+    context_fields = {
+        "gist_id": string,
+        "filename": string,
+        "line_number": {"type": "integer", "minimum": 1},
+        "line": {"type": "string", "maxLength": 400},
+    }
     summary_fields = {
         "username": string,
         "pattern": string,
         "gists": count,
         "files": count,
         "skipped": count,
+        "filtered": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "files left out by the glob and language filters, never requested",
+        },
         "bytes": count,
         "matches": count,
         "errors": count,
@@ -76,12 +88,24 @@ def _schemas(config: ServerConfig) -> dict[str, Any]:
         }
 
     return {
-        "MatchRecord": record(match_fields, "match", "One match (SPEC §3)."),
+        "MatchRecord": record(match_fields, "match", "One match (docs/records.md)."),
+        "ContextRecord": record(
+            context_fields,
+            "context",
+            "A line around a matching line, sent only when context lines are asked for (the"
+            " command line's -A/-B/-C; these routes do not ask for them). `line` is cut to"
+            " its first 400 characters.",
+        ),
         "ErrorRecord": record(error_fields, "error", "A file (or, ids null, the listing) failed."),
         "SummaryRecord": record(summary_fields, "summary", "The last record of every search."),
         "Record": {
             "description": "One NDJSON line.",
-            "oneOf": [_ref("MatchRecord"), _ref("ErrorRecord"), _ref("SummaryRecord")],
+            "oneOf": [
+                _ref("MatchRecord"),
+                _ref("ContextRecord"),
+                _ref("ErrorRecord"),
+                _ref("SummaryRecord"),
+            ],
         },
         "Match": record(match_fields, None, "A match record without `type`."),
         "Error": record(error_fields, None, "An error record without `type`."),
@@ -100,6 +124,20 @@ def _schemas(config: ServerConfig) -> dict[str, Any]:
                     "description": "stop after this many matches; null: no limit. A buffered"
                     f" (JSON) answer stops at {config.max_buffered_matches} anyway.",
                 },
+                "glob": {
+                    "type": "array",
+                    "items": _glob(),
+                    "maxItems": MAX_FILTERS,
+                    "description": "only files whose name matches (`!GLOB` excludes; the last"
+                    " glob that matches wins; see docs/cli.md)",
+                },
+                "language": {
+                    "type": "array",
+                    "items": _language(),
+                    "maxItems": MAX_FILTERS,
+                    "description": "only files GitHub lists in one of these languages (any case)",
+                },
+                "since": _since(),
             },
             "required": ["username", "pattern"],
             "additionalProperties": False,
@@ -165,6 +203,7 @@ def _schemas(config: ServerConfig) -> dict[str, Any]:
                         "upstream_error",
                         "invalid_response",
                         "too_large",
+                        "deadline_exceeded",
                         "too_many_searches",
                         "too_many_searches_from_client",
                         "shutting_down",
@@ -193,8 +232,9 @@ def _schemas(config: ServerConfig) -> dict[str, Any]:
         },
         "Username": {
             "type": "string",
-            "pattern": "^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$",
-            "description": "a GitHub login: 1-39 letters, digits and single inner hyphens",
+            "pattern": "^[A-Za-z0-9-]{1,39}$",
+            "description": "a GitHub login: 1-39 ASCII letters, digits and hyphens (older"
+            " accounts have leading, trailing or doubled hyphens); GitHub's 404 says the rest",
         },
     }
 
@@ -210,6 +250,28 @@ def _pattern(config: ServerConfig) -> dict[str, Any]:
     }
 
 
+def _glob() -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": MAX_FILTER_LENGTH, "examples": ["*.py"]}
+
+
+def _language() -> dict[str, Any]:
+    return {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_FILTER_LENGTH,
+        "examples": ["Python"],
+    }
+
+
+def _since() -> dict[str, Any]:
+    return {
+        "type": "string",
+        "description": "only gists updated since then (ISO 8601 date or date-time, UTC when"
+        " no offset is given); passed to GitHub, so older gists are not even listed",
+        "examples": ["2024-01-31", "2024-01-31T12:00:00Z"],
+    }
+
+
 def _query_bool(name: str, description: str) -> dict[str, Any]:
     return {
         "name": name,
@@ -220,8 +282,8 @@ def _query_bool(name: str, description: str) -> dict[str, Any]:
 
 
 TOO_MANY = (
-    "GitHub's rate limit is exhausted (rate_limited), or this client already runs as many"
-    " searches as it may (too_many_searches_from_client)."
+    "GitHub's rate limit is exhausted or it asked us to slow down (rate_limited), or this"
+    " client already runs as many searches as it may (too_many_searches_from_client)."
 )
 BUSY = (
     "Too many searches at once (too_many_searches), or the server is draining before it"
@@ -237,6 +299,7 @@ def _stream_responses() -> dict[str, Any]:
         "429": _json(TOO_MANY, "Problem", retry_after=True),
         "502": _json("GitHub failed or answered nonsense.", "Problem"),
         "503": _json(BUSY, "Problem", retry_after=True),
+        "504": _json("The search's deadline passed before GitHub's first page came.", "Problem"),
         "default": _json("Anything else (unknown method, server fault).", "Problem"),
     }
 
@@ -285,6 +348,7 @@ def _user_gists(config: ServerConfig, operation_id: str, summary: str) -> dict[s
                     "ListProblem",
                 ),
                 "503": _json(BUSY, "ListProblem", retry_after=True),
+                "504": _json("The search deadline passed before the list was read.", "ListProblem"),
                 "default": _json("Unknown method, server fault.", "Problem"),
             },
         }
@@ -319,6 +383,24 @@ def document(config: ServerConfig) -> dict[str, Any]:
             "description": "stop after this many matches",
             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_INT},
         },
+        {
+            "name": "glob",
+            "in": "query",
+            "description": "only files whose name matches; repeatable; `!GLOB` excludes (the"
+            " last glob that matches wins; see docs/cli.md). Filtered files are never requested.",
+            "schema": {"type": "array", "items": _glob(), "maxItems": MAX_FILTERS},
+            "style": "form",
+            "explode": True,
+        },
+        {
+            "name": "language",
+            "in": "query",
+            "description": "only files GitHub lists in this language (any case); repeatable",
+            "schema": {"type": "array", "items": _language(), "maxItems": MAX_FILTERS},
+            "style": "form",
+            "explode": True,
+        },
+        {"name": "since", "in": "query", "schema": _since()},
     ]
     return {
         "openapi": "3.1.0",

@@ -1,8 +1,10 @@
-"""The whole scan, composed: pages -> gists -> files -> chunks -> scanner -> records -> summary."""
+"""The whole scan, composed: pages -> gists -> filters -> files -> chunks -> scanner -> lines ->
+records -> summary."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from collections.abc import AsyncGenerator
@@ -13,11 +15,13 @@ from dataclasses import dataclass
 import aiohttp
 
 from gistscan import huge, listing
+from gistscan.budget import Budget
 from gistscan.cache import MemoryCache
-from gistscan.config import DEFAULT_API_URL, Query, Settings
+from gistscan.config import Query, Settings
 from gistscan.errors import ListingError
 from gistscan.files import FileDone, FileEvent, scan_file, scan_files
-from gistscan.github import GitHub, Page
+from gistscan.github import GitHub, Page, client_session
+from gistscan.lines import LineDone, LineOptions
 from gistscan.listing import Gist, GistFile
 from gistscan.metrics import SCANNED_BYTES
 from gistscan.records import Error, Match, Record, Summary
@@ -37,20 +41,27 @@ def matching_executor() -> Executor:
 
 @dataclass(slots=True)
 class Progress:
-    """Counts of a search so far (SPEC §3 summary fields); updated as the search runs."""
+    """Counts of a search so far (the summary's fields); updated as the search runs."""
 
     gists: int = 0
     files: int = 0
     skipped: int = 0
+    filtered: int = 0
     bytes: int = 0
     matches: int = 0
     errors: int = 0
 
 
 def make_github(
-    session: aiohttp.ClientSession, settings: Settings, cache: MemoryCache | None = None
+    session: aiohttp.ClientSession,
+    settings: Settings,
+    cache: MemoryCache | None = None,
+    budget: Budget | None = None,
 ) -> GitHub:
-    """The GitHub client a scan uses, from the scan's settings."""
+    """The GitHub client of one search, from its settings; its deadline starts now.
+
+    The server shares one `cache` and one `budget` between its searches.
+    """
     return GitHub(
         session,
         api_url=settings.api_url,
@@ -58,14 +69,21 @@ def make_github(
         user_agent=settings.user_agent,
         retries=settings.retries,
         backoff=settings.backoff,
+        backoff_max=settings.backoff_max,
         request_timeout=settings.request_timeout,
+        request_total_timeout=settings.request_total_timeout,
+        max_page_bytes=settings.max_page_bytes,
+        deadline=None if settings.deadline is None else time.monotonic() + settings.deadline,
         cache=cache,
+        budget=budget,
     )
 
 
 async def first_page(github: GitHub, query: Query, settings: Settings) -> Page:
     """Fetch page one of the user's list; raises `ListingError` (used to answer with a status)."""
-    return await listing.first_page(github, query.username, per_page=settings.per_page)
+    return await listing.first_page(
+        github, query.username, per_page=settings.per_page, since=query.since
+    )
 
 
 async def search(
@@ -77,25 +95,63 @@ async def search(
     executor: Executor | None = None,
     progress: Progress | None = None,
 ) -> AsyncGenerator[Record, None]:
-    """Yield the records of SPEC §3 for one search: matches and errors as found, then the summary.
+    """Yield the records of one search (docs/records.md): matches, context lines and errors
+    as found, then the summary.
 
     Raises `UsageError` (before any request) for a bad query. Every other failure is a
     record: a failing listing gives an `error` record with null ids; the summary is always
-    last. Without `github` a session is opened for this search alone. Closing the generator
-    early cancels every download in flight. `progress`, when given, is kept up to date
-    (for a live progress line).
+    last. Without `github` a session is opened for this search alone. The search ends at
+    `settings.deadline` seconds from now, or at `github`'s deadline when that is sooner (the
+    server's covers page one, fetched before). Closing the generator early cancels every
+    download in flight. `progress`, when given, is kept up to date (for a live progress line).
     """
+    events = search_events(
+        query, settings, github=github, first=first, executor=executor, progress=progress
+    )
+    async with aclosing(events):
+        async for event in events:
+            if not isinstance(event, LineDone | FileDone):
+                yield event
+
+
+SearchEvent = Record | LineDone | FileDone
+
+
+async def search_events(
+    query: Query,
+    settings: Settings | None = None,
+    *,
+    github: GitHub | None = None,
+    first: Page | None = None,
+    executor: Executor | None = None,
+    progress: Progress | None = None,
+) -> AsyncGenerator[SearchEvent, None]:
+    """`search`, with the markers a printer of lines needs: a `LineDone` after the last
+    match of each matching line, a `FileDone` when a file is finished (-c prints then)."""
     pattern = query.validate()
+    keep = query.file_filter()
+    options = LineOptions(
+        max_count=query.max_count,
+        first_match_only=query.files_with_matches,
+        before=query.before_context,
+        after=query.after_context,
+    )
     settings = settings or Settings()
     started = time.monotonic()
     counts = progress if progress is not None else Progress()
     complete = True
     async with AsyncExitStack() as stack:
         if github is None:
-            session = await stack.enter_async_context(aiohttp.ClientSession())
+            session = await stack.enter_async_context(client_session())
             github = make_github(session, settings)
-        bytes_before = github.bytes_received
         gh = github
+        bytes_before = gh.bytes_received
+        git_bytes = 0
+
+        def received_from_git(n: int) -> None:
+            nonlocal git_bytes
+            git_bytes += n
+
         pool = executor or matching_executor()
 
         async def gist_files(
@@ -106,8 +162,16 @@ async def search(
                 async for gist in gists:
                     counts.gists += 1
                     for file in gist.files:
-                        if not huge.over_raw_limit(file):
+                        if huge.over_raw_limit(file):
+                            continue  # the huge part: filtered in scan_chunks
+                        if keep.keeps(file.filename, file.language):
                             yield file
+                        else:
+                            counts.filtered += 1  # never requested
+                    if query.languages and gist.truncated:
+                        # Unlisted files have no language in the listing: a --language
+                        # filter leaves them all out, so no clone is made for them.
+                        gist = dataclasses.replace(gist, truncated=False)
                     if huge.needs_git(gist):
                         yield gist
 
@@ -117,6 +181,8 @@ async def search(
         def scan_chunks(
             chunks: AsyncGenerator[bytes, None], file: GistFile
         ) -> AsyncGenerator[FileEvent, None]:
+            if not keep.keeps(file.filename, file.language):
+                return filtered(chunks, file)
             return scan_file(
                 _counted(chunks),
                 file,
@@ -124,12 +190,8 @@ async def search(
                 max_carry=settings.max_carry,
                 regex_timeout=settings.regex_timeout,
                 executor=pool,
+                options=options,
             )
-
-        # GitHub's gists clone over https; another API root (a fake, an Enterprise server)
-        # may hand out http:// or file:// URLs too. Never ssh or ext: no keys, no commands.
-        github_com = settings.api_url.rstrip("/") == DEFAULT_API_URL
-        git_protocols = "https" if github_com else "https:http:file"
 
         def scan(item: GistFile | Gist) -> AsyncGenerator[FileEvent, None]:
             if isinstance(item, GistFile):
@@ -140,19 +202,34 @@ async def search(
                 scan=scan_chunks,
                 chunk_size=settings.chunk_size,
                 clone_timeout=huge.CLONE_TIMEOUT,
-                protocols=git_protocols,
+                protocols=settings.git_protocols,
+                received=received_from_git,
             )
 
-        pages = listing.pages(gh, query.username, per_page=settings.per_page, first=first)
+        pages = listing.pages(
+            gh,
+            query.username,
+            per_page=settings.per_page,
+            max_pages=settings.max_pages,
+            since=query.since,
+            first=first,
+        )
         gists = listing.gists(pages)
         files = gist_files(gists)
         events = scan_files(files, scan, concurrency=settings.concurrency)
-        deadline = None if settings.deadline is None else started + settings.deadline
+        deadline = gh.deadline
+        if settings.deadline is not None:
+            ours = started + settings.deadline
+            deadline = ours if deadline is None else min(deadline, ours)
+        loop = asyncio.get_running_loop()
+        # The deadline on the loop's clock. asyncio.timeout, not wait_for: no task per record,
+        # and on 3.11 wait_for can swallow a cancellation (a client gone) that comes at once.
+        when = None if deadline is None else loop.time() + (deadline - time.monotonic())
         async with aclosing(events):
             while True:
                 try:
-                    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                    event = await asyncio.wait_for(anext(events), timeout)
+                    async with asyncio.timeout_at(when):
+                        event = await anext(events)
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
@@ -162,7 +239,8 @@ async def search(
                         None,
                         None,
                         "deadline_exceeded",
-                        f"the search ran out of its {settings.deadline:g} s deadline",
+                        "the search ran out of its deadline"
+                        + (f" ({settings.deadline:g} s)" if settings.deadline else ""),
                     )
                     break
                 except ListingError as exc:
@@ -170,14 +248,15 @@ async def search(
                     complete = False
                     yield Error(None, None, exc.code, exc.message)
                     break
-                counts.bytes = gh.bytes_received - bytes_before
+                counts.bytes = gh.bytes_received - bytes_before + git_bytes
                 if isinstance(event, FileDone):
                     if event.outcome == "scanned":
                         counts.files += 1
                     elif event.outcome == "skipped":
                         counts.skipped += 1
-                    continue
-                if isinstance(event, Error):
+                    elif event.outcome == "filtered":
+                        counts.filtered += 1
+                elif isinstance(event, Error):
                     counts.errors += 1
                     complete = False
                 elif isinstance(event, Match):
@@ -190,19 +269,28 @@ async def search(
                 ):
                     complete = False
                     break
-        counts.bytes = gh.bytes_received - bytes_before
+        counts.bytes = gh.bytes_received - bytes_before + git_bytes
         yield Summary(
             username=query.username,
             pattern=query.pattern,
             gists=counts.gists,
             files=counts.files,
             skipped=counts.skipped,
+            filtered=counts.filtered,
             bytes=counts.bytes,
             matches=counts.matches,
             errors=counts.errors,
             complete=complete,
             elapsed_ms=round((time.monotonic() - started) * 1000),
         )
+
+
+async def filtered(
+    chunks: AsyncGenerator[bytes, None], file: GistFile
+) -> AsyncGenerator[FileEvent, None]:
+    """A file the filters leave out: its chunks are closed unread (never requested)."""
+    await chunks.aclose()
+    yield FileDone(file, "filtered")
 
 
 async def _counted(chunks: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:

@@ -1,4 +1,4 @@
-"""The records a scan yields (SPEC §3) and their NDJSON encoding."""
+"""The records a scan yields (docs/records.md) and their NDJSON encoding."""
 
 from __future__ import annotations
 
@@ -27,6 +27,22 @@ class Match:
 
 
 @dataclass(frozen=True, slots=True)
+class Context:
+    """A line printed for context around a matching line (asked for with -A/-B/-C).
+
+    `line` is decoded as a match's line is (UTF-8 with replacement, a BOM dropped from line
+    1, one trailing carriage return dropped) and cut to its first 400 characters when longer.
+    """
+
+    gist_id: str
+    filename: str
+    line_number: int
+    line: str
+
+    type = "context"
+
+
+@dataclass(frozen=True, slots=True)
 class Error:
     """Something went wrong with one file, or (both ids None) with the whole listing."""
 
@@ -40,13 +56,19 @@ class Error:
 
 @dataclass(frozen=True, slots=True)
 class Summary:
-    """The last record of every scan."""
+    """The last record of every scan.
+
+    `files`: files searched (to their end, or to the per-file stop of -m/-l); `skipped`:
+    binary files; `filtered`: files left out by the glob and language filters, never
+    requested; `bytes`: bytes read (raw downloads and git, retries included).
+    """
 
     username: str
     pattern: str
     gists: int
     files: int
     skipped: int
+    filtered: int
     bytes: int
     matches: int
     errors: int
@@ -56,7 +78,7 @@ class Summary:
     type = "summary"
 
 
-Record = Match | Error | Summary
+Record = Match | Context | Error | Summary
 
 
 def to_dict(record: Record, *, with_type: bool = True) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The overlap-aware scanner: a file's bytes in, in pieces of any size; its matches out, exact.
 
-The contract (SPEC §2): the matches reported for a file are those `regex.finditer` gives on
+The contract (docs/matching.md): the matches reported for a file are those `regex.finditer` gives on
 the whole file decoded at once, unless the file overflowed its carry (`overflowed`). The
 scanner keeps only the text it still needs: O(chunk + max_carry) characters whatever the size
 of the file.
@@ -47,7 +47,7 @@ class ScanTimeout(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """One match: absolute offsets in the file's text, and where it stands (SPEC §2)."""
+    """One match: absolute offsets in the file's text, and where it stands (docs/matching.md)."""
 
     start: int
     end: int
@@ -249,10 +249,25 @@ class Scanner:
         self._nl_count = 0
         self._last_nl = -1
         self._pending: list[tuple[int, int, str, int, int]] = []
+        self._closed = False
 
     @property
     def _end(self) -> int:
         return self._base + len(self._buf)
+
+    @property
+    def settled_lines(self) -> int:
+        """Lines whose matches are all returned: every match starting on a line numbered
+        `settled_lines` or less has been returned by `feed`/`close` (after `close`, every
+        line of the text, the last one included)."""
+        if self._closed:
+            return self._nl_count + self._buf.count("\n", self._nl_pos - self._base) + 1
+        # Every attempt starting before `_pos` is decided; a line whose `\n` lies before it
+        # is settled. (Matches still pending are on the last, incomplete line: they are
+        # flushed as soon as a `\n` follows them.) `_pos` and `_nl_pos` are both in `_buf`.
+        lo, hi = sorted((self._pos, self._nl_pos))
+        between = self._buf.count("\n", lo - self._base, hi - self._base)
+        return self._nl_count + (between if self._pos > self._nl_pos else -between)
 
     def feed(self, text: str) -> list[Hit]:
         """Add text; return the matches it made final. Raises `ScanTimeout`."""
@@ -272,6 +287,7 @@ class Scanner:
         hits: list[Hit] = []
         self._commit(self._end + 1)
         self._flush_pending(hits, final=True)
+        self._closed = True
         return hits
 
     def _horizon(self) -> int | None:
@@ -339,7 +355,7 @@ class Scanner:
         del self._pending[:done]
 
     def _line(self, start: int, line_start: int, line_end: int, *, complete: bool) -> str:
-        """The `line` of a match (SPEC §2): the whole line when at most LINE_CUT characters,
+        """The `line` of a match (docs/records.md): the whole line when at most LINE_CUT characters,
         else LINE_CUT characters of it starting at most LINE_LEAD before the match.
         `line_end` is exact when `complete`, else a lower bound past the cut."""
         base = self._base
@@ -432,6 +448,13 @@ class FileScanner:
     @property
     def overflowed(self) -> bool:
         return self.scanner.overflowed
+
+    @property
+    def settled_lines(self) -> int:
+        """Every match starting on a line numbered `settled_lines` or less has been returned
+        by `feed`/`close`; after `close`, every line. Lines are counted by `\n` (as in the
+        bytes). 0 while the file may still turn out binary (its hits are held back)."""
+        return self.scanner.settled_lines if self.binary is False else 0
 
     def feed(self, data: bytes) -> list[Hit]:
         """Scan the next bytes; return the matches they made final."""

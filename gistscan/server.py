@@ -1,7 +1,8 @@
-"""The HTTP face: thin aiohttp handlers that validate, admit, call the pipeline and write.
+"""The HTTP face (docs/http-api.md): thin handlers that validate, admit, call the pipeline
+and write.
 
-The README's "HTTP server" and "Operating gistscan" sections describe the routes, limits,
-logs, metrics and the drain on SIGTERM that this module implements.
+The README's "Operating gistscan" describes the limits, logs, metrics and the drain on
+SIGTERM that this module implements.
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ import orjson
 import prometheus_client
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from multidict import MultiDict
 from yarl import URL
 
 from gistscan import listing, logs, openapi
+from gistscan.budget import Budget
 from gistscan.cache import MemoryCache
 from gistscan.config import (
     MAX_PATTERN_LENGTH,
@@ -46,11 +49,12 @@ from gistscan.config import (
     blame_variable,
     check_username,
     compile_pattern,
+    normalize_since,
     read_env,
 )
 from gistscan.errors import ListingError, UsageError
 from gistscan.fair import FairPool
-from gistscan.github import GitHub
+from gistscan.github import GitHub, client_session, env_proxy
 from gistscan.metrics import (
     DRAINING,
     ERROR_RECORDS,
@@ -68,7 +72,17 @@ access = logging.getLogger("gistscan.access")
 
 NDJSON = "application/x-ndjson"
 MAX_INT = 2**31 - 1  # the top of every integer parameter: page, per_page, max_matches
-SEARCH_FIELDS = ("username", "pattern", "ignore_case", "fixed_strings", "max_matches")
+SEARCH_FIELDS = (
+    "username",
+    "pattern",
+    "ignore_case",
+    "fixed_strings",
+    "max_matches",
+    "glob",
+    "language",
+    "since",
+)
+REPEATABLE = ("glob", "language")  # query parameters that may be given more than once
 GITHUB_MAX_PER_PAGE = 100
 LOG_FORMATS = ("json", "text")
 
@@ -79,8 +93,8 @@ class ServerConfig:
 
     `settings` is how each scan runs (GitHub API root, token, downloads in flight,
     timeouts...); its own `deadline` is replaced by `search_deadline`. The rest are the
-    abuse limits, the drain, the logs and the cache's bounds; `ENV` names the variable of
-    each. The token lives in `settings`, which never shows it in a repr.
+    abuse limits (docs/http-api.md), the drain, the logs and the cache's bounds; `ENV` names
+    the variable of each. The token lives in `settings`, which never shows it in a repr.
     """
 
     settings: Settings = field(default_factory=Settings)
@@ -342,6 +356,7 @@ class Admission:
 CONFIG = web.AppKey("config", ServerConfig)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 CACHE = web.AppKey("cache", MemoryCache)
+BUDGET = web.AppKey("budget", Budget)
 MATCHING = web.AppKey("matching", FairPool)
 ADMISSION = web.AppKey("admission", Admission)
 DOCS_PAGE = web.AppKey("docs_page", bytes)
@@ -397,7 +412,8 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     cores = config.matching_threads or os.cpu_count() or 2
     # Enough threads that a search arriving beside slow ones finds one idle (gistscan.fair).
     app[MATCHING] = FairPool(cores=cores, threads=cores + config.max_concurrent_searches)
-    async with aiohttp.ClientSession(trace_configs=[_cost_trace(config.settings)]) as session:
+    app[BUDGET] = Budget()
+    async with client_session(trace_configs=[_cost_trace(config.settings)]) as session:
         app[SESSION] = session
         yield
     # A thread cannot be stopped: wait for the chunks still being matched (each bounded by
@@ -483,7 +499,7 @@ async def serve(host: str, port: int, config: ServerConfig) -> int:
     except OSError as exc:
         await runner.cleanup()
         reason = "the port is already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-        print(f"gistscan: cannot listen on {host}:{port}: {reason or exc}", file=sys.stderr)
+        print(f"gistscan: cannot serve on {host}:{port}: {reason or exc}", file=sys.stderr)
         return 2
     shown = f"[{host}]" if ":" in host else host
     log.info("listening", extra={"fields": {"url": f"http://{shown}:{runner.addresses[0][1]}"}})
@@ -525,6 +541,7 @@ async def _probe_github(session: aiohttp.ClientSession, settings: Settings) -> N
             url,
             headers={"User-Agent": settings.user_agent},
             timeout=aiohttp.ClientTimeout(total=settings.request_timeout or 30.0),
+            proxy=env_proxy(URL(url)),  # as every request to GitHub goes
         ) as resp:
             await resp.read()
     except (aiohttp.ClientConnectionError, TimeoutError) as exc:
@@ -673,7 +690,7 @@ async def json_errors(
 
 def _listing_refusal(exc: ListingError, body: dict[str, Any]) -> Refused:
     """GitHub's listing failed before any answer started: say so with a real status."""
-    status = {"not_found": 404, "rate_limited": 429}.get(exc.code, 502)
+    status = {"not_found": 404, "rate_limited": 429, "deadline_exceeded": 504}.get(exc.code, 502)
     headers = {}
     if exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
@@ -881,7 +898,7 @@ async def _search(request: web.Request, query: Query, *, stream: bool) -> web.St
         # upstream is counted as this search's.
         cost = _COST.set(run.cost)
         try:
-            github = make_github(app[SESSION], settings, app[CACHE])
+            github = make_github(app[SESSION], settings, app[CACHE], app[BUDGET])
             cut = asyncio.timeout(admission.cut_at)  # a drain may cut the wait for page one
             try:
                 async with cut:
@@ -1053,7 +1070,8 @@ async def user_gists(request: web.Request) -> web.Response:
         body = {"error": refused.body["error"], "message": refused.body["message"]}
         raise Refused(refused.status, body, headers=refused.headers) from None
     with admission.hold(client):
-        github = make_github(app[SESSION], config.settings, app[CACHE])
+        # Under the search deadline too: a hostile upstream cannot hold this request open.
+        github = make_github(app[SESSION], config.scan_settings, app[CACHE], app[BUDGET])
         try:
             if page is None and per_page is None:
                 items = await _whole_list(github, username, config)
@@ -1138,8 +1156,14 @@ def _in_range(name: str, value: int, *, low: int, high: int) -> int:
 
 
 def query_from_params(username: str, params: Mapping[str, str], config: ServerConfig) -> Query:
-    """A search from the GET route's path and query string; raises `UsageError`."""
-    values = _single(params, SEARCH_FIELDS[1:])
+    """A search from the GET route's path and query string; raises `UsageError`.
+
+    `glob` and `language` may be repeated (`?glob=*.py&glob=!test_*`); every other
+    parameter is given at most once.
+    """
+    pairs = list(params.items())
+    values = _single(MultiDict((k, v) for k, v in pairs if k not in REPEATABLE), SEARCH_FIELDS[1:])
+    since = values.get("since")
     if "pattern" not in values:
         raise UsageError("missing required parameter 'pattern'", field="pattern")
     max_matches = values.get("max_matches")
@@ -1151,7 +1175,11 @@ def query_from_params(username: str, params: Mapping[str, str], config: ServerCo
         max_matches=None
         if max_matches is None
         else _query_int("max_matches", max_matches, low=1, high=MAX_INT),
+        globs=tuple(v for k, v in pairs if k == "glob"),
+        languages=tuple(v for k, v in pairs if k == "language"),
+        since=None if since is None else normalize_since(since),
     )
+    query.file_filter()  # checked here: after the stream starts it could only be a record
     return query
 
 
@@ -1200,8 +1228,22 @@ def query_from_body(body: Any, config: ServerConfig) -> Query:
         max_matches=None
         if max_matches is None
         else _in_range("max_matches", _typed(body, "max_matches", int), low=1, high=MAX_INT),
+        globs=_strings(body, "glob"),
+        languages=_strings(body, "language"),
+        since=normalize_since(_typed(body, "since", str)) if "since" in body else None,
     )
+    query.file_filter()  # checked here: after the stream starts it could only be a record
     return query
+
+
+def _strings(body: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    """An optional array of strings in the body (absent: empty)."""
+    if name not in body:
+        return ()
+    values = _typed(body, name, list)
+    if not all(isinstance(v, str) for v in values):
+        raise UsageError(f"field {name!r} must be an array of strings", field=name)
+    return tuple(values)
 
 
 def page_from_params(params: Mapping[str, str]) -> tuple[int | None, int | None]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from tests.fake_github import FakeGitHub
+from tests.hostile_github import HostileGitHub
 
 
 @pytest.fixture
@@ -38,3 +40,29 @@ async def make_fake() -> AsyncIterator[MakeFake]:
     yield start
     for github in fakes:
         await github.close()
+
+
+@pytest.fixture
+async def hostile(tmp_path: Any) -> AsyncIterator[HostileGitHub]:
+    """A started hostile fake GitHub; its git URLs point into `tmp_path / "evil"`."""
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    github = HostileGitHub(str(evil))
+    await github.start()
+    try:
+        yield github
+    finally:
+        await github.close()
+
+
+def require_git() -> str:
+    """The path of git; where it is missing, the test fails saying so (never silently)."""
+    path = shutil.which("git")
+    if path is None:
+        pytest.fail(
+            "this test needs git on PATH (Debian/Ubuntu: apt-get install git): gistscan"
+            " reads huge gists through `git clone`, and the fake GitHub builds their"
+            " repositories with git",
+            pytrace=False,
+        )
+    return path

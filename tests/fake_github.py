@@ -1,4 +1,4 @@
-"""A fake GitHub (REST API and raw host) served by aiohttp on loopback, after shared/github/."""
+"""A fake GitHub (REST API and raw host) served by aiohttp on loopback, after docs/github.md."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-# Limits documented by GitHub (shared/github/NOTES.md §2 and §4).
+# Limits documented by GitHub (docs/github.md §2 and §4).
 DEFAULT_PER_PAGE = 30
 MAX_PER_PAGE = 100
 MAX_FILES = 300  # a gist's `files` map is cut to this many, with top-level truncated: true
@@ -87,6 +87,7 @@ class FakeGist:
     description: str | None = None
     public: bool = True
     git_pull_url: str | None = None
+    updated_at: str = TIMESTAMP  # what `since` is compared with
 
 
 @dataclass
@@ -126,7 +127,7 @@ class Headers(dict[str, str]):
 
 
 def blob_sha(content: bytes) -> str:
-    """The git blob sha of `content`: what real raw URLs carry (NOTES.md §3)."""
+    """The git blob sha of `content`: what real raw URLs carry (docs/github.md §3)."""
     return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
 
 
@@ -243,7 +244,7 @@ class FakeGitHub:
                 self._git_urls[gist.id] = self._build_repo(gist)
 
     def is_huge(self, gist: FakeGist) -> bool:
-        """Whether GitHub would give part of `gist` only through git (NOTES.md §2)."""
+        """Whether GitHub would give part of `gist` only through git (docs/github.md §2)."""
         return len(gist.files) > MAX_FILES or any(
             len(f.content) > self.raw_limit for f in gist.files
         )
@@ -389,7 +390,7 @@ class FakeGitHub:
     def _ok(
         self, request: web.Request, body: bytes, kind: str, headers: Mapping[str, str] = {}
     ) -> web.Response:
-        """A 200, or an empty 304 if the client holds this ETag: free of charge (NOTES.md §6)."""
+        """A 200, or an empty 304 if the client holds this ETag: free (docs/github.md §6)."""
         etag = _etag(body)
         if _etag_matches(request.headers.get("If-None-Match"), etag):
             self.requests[f"{kind}_304"] += 1
@@ -415,7 +416,7 @@ class FakeGitHub:
             )
         version = request.headers.get("X-GitHub-Api-Version")
         if version is not None and version not in API_VERSIONS:
-            message = f"Invalid API version: {version}"  # status per NOTES.md §7; wording guessed
+            message = f"Invalid API version: {version}"  # docs/github.md §7; wording guessed
             return self._json(_json_bytes({"message": message, "status": "400"}), 400)
         if self.remaining <= 0:
             return self._primary_limited(self.rate_reset)
@@ -437,13 +438,20 @@ class FakeGitHub:
         else:
             login = request.match_info["login"]
             user = self._users.get(login.lower())
-        # per_page above 100 is clamped silently, not refused (NOTES.md §4).
+        # per_page above 100 is clamped silently, not refused (docs/github.md §4).
         per_page = min(
             max(_int_param(request.query.get("per_page"), DEFAULT_PER_PAGE), 1), MAX_PER_PAGE
         )
         page = max(_int_param(request.query.get("page"), 1), 1)
         base = self._base(request)
-        public = [g for g in user.gists if g.public] if user else []
+        # `since`: gists updated at or after it (docs/github.md §1); timestamps in one format
+        # (YYYY-MM-DDTHH:MM:SSZ) compare as strings.
+        since = request.query.get("since")
+        public = [
+            g
+            for g in (user.gists if user else [])
+            if g.public and (not since or g.updated_at >= since)
+        ]
         items = public[(page - 1) * per_page : page * per_page]
         body = _json_bytes(
             [self._gist_json(base, user, g, full=False) for g in items] if user else []
@@ -459,7 +467,7 @@ class FakeGitHub:
             anchor = "https://docs.github.com/rest/gists/gists#list-gists-for-a-user"
             return self._json(_not_found(anchor), 404)
 
-        link = _link_header(base, user.id, page, per_page, len(public))
+        link = _link_header(base, user.id, page, per_page, len(public), since)
         self.list_served.append((time.monotonic(), page))
         return self._ok(request, body, "list", {"Link": link} if link else {})
 
@@ -538,7 +546,7 @@ class FakeGitHub:
             "files": files,
             "public": gist.public,
             "created_at": TIMESTAMP,
-            "updated_at": TIMESTAMP,
+            "updated_at": gist.updated_at,
             "description": gist.description,
             "comments": 0,
             "user": None,
@@ -596,14 +604,20 @@ class FakeGitHub:
 FAKE_KEY = web.AppKey("fake_github", FakeGitHub)
 
 
-def _link_header(base: str, user_id: int, page: int, per_page: int, total: int) -> str | None:
-    """GitHub's Link: absolute, at /user/{id}/gists, rels in the order prev, next, last, first."""
+def _link_header(
+    base: str, user_id: int, page: int, per_page: int, total: int, since: str | None = None
+) -> str | None:
+    """GitHub's Link: absolute, at /user/{id}/gists, rels in the order prev, next, last, first;
+    `since` is carried along, as GitHub carries the query's parameters."""
     last = max(1, math.ceil(total / per_page))
     if last == 1:
         return None  # everything fits on one page: no Link at all
+    extra = f"&since={quote(since, safe='')}" if since else ""
 
     def rel(name: str, target: int) -> str:
-        return f'<{base}/user/{user_id}/gists?per_page={per_page}&page={target}>; rel="{name}"'
+        return (
+            f'<{base}/user/{user_id}/gists?per_page={per_page}{extra}&page={target}>; rel="{name}"'
+        )
 
     rels = []
     if page > 1:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from gistscan.config import SETTINGS_ENV, Settings
+from gistscan.config import (
+    MAX_CHUNK_SIZE,
+    SETTINGS_ENV,
+    Query,
+    Settings,
+    check_api_url,
+    normalize_since,
+)
 from gistscan.errors import UsageError
 
 
@@ -30,8 +37,13 @@ def test_from_env_reads_every_variable_and_flags_win() -> None:
     ("env", "words"),
     [
         ({"GISTSCAN_CONCURRENCY": "lots"}, "GISTSCAN_CONCURRENCY='lots': expected an integer"),
-        ({"GISTSCAN_CONCURRENCY": "0"}, "GISTSCAN_CONCURRENCY: concurrency must be a positive"),
-        ({"GISTSCAN_API_URL": "ftp://x"}, "GISTSCAN_API_URL: the API URL must start with"),
+        ({"GISTSCAN_CONCURRENCY": "0"}, "GISTSCAN_CONCURRENCY: concurrency must be an integer"),
+        ({"GISTSCAN_API_URL": "ftp://x"}, "GISTSCAN_API_URL: invalid API URL 'ftp://x': it must"),
+        ({"GISTSCAN_API_URL": "http://[::1"}, "GISTSCAN_API_URL: invalid API URL 'http://[::1'"),
+        ({"GISTSCAN_CHUNK_SIZE": "99999999999999"}, "chunk_size must be an integer from 1 to"),
+        ({"GISTSCAN_MAX_CARRY": "99999999999999"}, "max_carry must be an integer from 1 to"),
+        ({"GISTSCAN_RETRIES": "11"}, "GISTSCAN_RETRIES: retries must be from 0 to 10"),
+        ({"GISTSCAN_BACKOFF": "nan"}, "GISTSCAN_BACKOFF: backoff must be"),
         ({"GISTSCAN_REGEX_TIMEOUT": "-2"}, "GISTSCAN_REGEX_TIMEOUT: regex_timeout must be"),
     ],
 )
@@ -47,3 +59,82 @@ def test_token_never_in_repr() -> None:
     settings = Settings(token="ghp_secret123")
     assert "ghp_secret123" not in repr(settings)
     assert "ghp_secret123" not in str(settings)
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("http://[::1", "Invalid IPv6 URL"),
+        ("http://127.0.0.1:99999", "Port out of range"),
+        ("http://127.0.0.1:0", "port must be from 1 to 65535"),
+        ("https://", "names no host"),
+        ("https://api.github.com/?x=1", "not have a query or a fragment"),
+        ("https://api .github.com", "white space"),
+        ("api.github.com", "must start with http:// or https://"),
+    ],
+)
+def test_bad_api_urls_are_refused_with_the_reason(url: str, words: str) -> None:
+    """A URL that could never be asked is refused up front, naming what is wrong with it."""
+    with pytest.raises(UsageError, match="invalid API URL") as caught:
+        Settings(api_url=url)
+    assert words in caught.value.message and caught.value.field == "api_url"
+
+
+def test_good_api_urls_pass() -> None:
+    """GitHub, an Enterprise server's /api/v3, a fake on an IPv6 loopback all pass."""
+    for url in ("https://api.github.com", "https://ghe.example/api/v3", "http://[::1]:8080"):
+        assert check_api_url(url) == url
+
+
+def test_chunk_size_has_an_upper_bound() -> None:
+    """A chunk is held whole per download: past MAX_CHUNK_SIZE it is refused."""
+    assert Settings(chunk_size=MAX_CHUNK_SIZE).chunk_size == MAX_CHUNK_SIZE
+    with pytest.raises(UsageError, match="chunk_size must be an integer from 1 to 16777216"):
+        Settings(chunk_size=MAX_CHUNK_SIZE + 1)
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [
+        ("2024-01-31", "2024-01-31T00:00:00Z"),
+        ("2024-01-31T12:30:00Z", "2024-01-31T12:30:00Z"),
+        ("2024-01-31T12:30:00+02:00", "2024-01-31T10:30:00Z"),
+        ("2024-01-31 12:30", "2024-01-31T12:30:00Z"),
+        (" 2024-01-31T00:00:00.5-01:00 ", "2024-01-31T01:00:00Z"),
+    ],
+)
+def test_since_is_normalized_for_github(given: str, sent: str) -> None:
+    """ISO 8601 dates and date-times become GitHub's YYYY-MM-DDTHH:MM:SSZ, in UTC."""
+    assert normalize_since(given) == sent
+
+
+@pytest.mark.parametrize("bad", ["yesterday", "2024-13-01", "", "2024-01-01T25:00"])
+def test_bad_since_is_refused(bad: str) -> None:
+    """Anything else is one clear UsageError."""
+    with pytest.raises(UsageError, match="ISO 8601"):
+        normalize_since(bad)
+
+
+def test_query_checks_its_new_fields() -> None:
+    """Context within bounds, positive per-file counts, a normalized since, valid filters."""
+    Query("octo", "x", before_context=1000, max_count=1, since="2024-01-01T00:00:00Z").validate()
+    for bad in (
+        {"before_context": 1001},
+        {"after_context": -1},
+        {"max_count": 0},
+        {"since": "2024-01-01"},
+        {"globs": ("",)},
+        {"languages": ("x" * 201,)},
+    ):
+        with pytest.raises(UsageError):
+            Query("octo", "x", **bad).validate()  # type: ignore[arg-type]
+
+
+def test_word_regexp_keeps_whole_words_only() -> None:
+    """-w: no word character right before or after; a pattern may start with a non-word one."""
+    compiled = Query("o", "foo", word_regexp=True).validate()
+    assert [m.start() for m in compiled.finditer("foobar foo_x foo-y (foo) xfoo foo")] == [
+        13, 20, 30
+    ]  # fmt: skip
+    dashed = Query("o", "-x", word_regexp=True).validate()
+    assert [m.start() for m in dashed.finditer("a -x b -xy c--x")] == [2, 13]

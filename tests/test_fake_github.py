@@ -1,4 +1,4 @@
-"""The fake GitHub behaves as shared/github/ says the real one does."""
+"""The fake GitHub behaves as docs/github.md says the real one does."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from urllib.request import url2pathname
 import aiohttp
 import pytest
 
-from tests.conftest import MakeFake
+from tests.conftest import MakeFake, require_git
 from tests.fake_github import (
     MAX_RAW_BYTES,
     FakeFile,
@@ -358,6 +358,7 @@ async def test_huge_gists_list_a_git_pull_url_that_git_can_clone(
     make_fake: MakeFake, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     """A gist with a file over raw_limit, or over 300 files, clones from file:// with all files."""
+    require_git()
     fake = await make_fake(raw_limit=1000)
     odd = {
         "big.bin": bytes(range(256)) * 8,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -15,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 import regex
+from prometheus_client import REGISTRY
 
 from gistscan import huge, listing
 from gistscan.config import Query, Settings
@@ -24,19 +24,32 @@ from gistscan.github import RAW_LIMIT, GitHub
 from gistscan.listing import Gist, GistFile
 from gistscan.pipeline import search
 from gistscan.records import Error, Match, Record, Summary
+from tests.conftest import require_git
 from tests.fake_github import FakeFile, FakeGist, FakeGitHub, big_text
-from tests.test_cli import gistscan
+from tests.test_cli import gistscan, interruptible
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
 
+
+@pytest.fixture(autouse=True)
+def _git(request: pytest.FixtureRequest) -> None:
+    """Every test here but the one about its absence needs git: say so where it is missing."""
+    if "without_git" not in request.node.name:
+        require_git()
+
+
 TOKEN = r"TOKEN-\w+"
+# The fake's repositories are file:// URLs and the silent server's http://: gistscan clones
+# over https alone unless told otherwise.
+PROTOCOLS = "https:http:file"
+GIT_ENV = {"GISTSCAN_GIT_PROTOCOLS": PROTOCOLS}
 
 
 def big_file(size: int) -> tuple[bytes, list[tuple[int, int, str]]]:
     """About `size` bytes of text, tokens on its first, a middle and its unterminated last line.
 
     Returns the bytes and the expected (line number, column, token) of each match, from
-    the whole-buffer answer that SPEC §2 defines.
+    the whole-buffer answer that docs/matching.md defines.
     """
     body = big_text(size)
     body = body[: body.rindex(b"\n") + 1]
@@ -127,6 +140,7 @@ async def silent() -> AsyncIterator[Silent]:
 
 async def records_of(fake: FakeGitHub, login: str, **settings: Any) -> list[Record]:
     query = Query(login, TOKEN)
+    settings = {"git_protocols": PROTOCOLS, **settings}
     async with aclosing(search(query, Settings(api_url=fake.api_url, **settings))) as stream:
         return [record async for record in stream]
 
@@ -153,7 +167,7 @@ async def test_file_over_10_mb_is_read_from_git_with_exact_matches(
     fake.add_user("huge", [FakeGist("a" * 20, [FakeFile("big.txt", content), small])])
     run = await gistscan(
         "search", "huge", TOKEN, "--api-url", fake.api_url, "--json",
-        env={"TMPDIR": str(tmp_path)},
+        env={"TMPDIR": str(tmp_path), **GIT_ENV},
     )  # fmt: skip
     assert run.code == 0, run.err
     assert matches_of(run.records) == sorted(
@@ -168,6 +182,8 @@ async def test_file_over_10_mb_is_read_from_git_with_exact_matches(
     assert {r["raw_url"] for r in big} == {listed_raw_url}
     assert run.summary["files"] == 2
     assert run.summary["complete"] is True
+    # Bytes read through git count, as raw bytes do.
+    assert run.summary["bytes"] == len(content) + len(small.content)
     assert (fake.requests["raw_403"], fake.requests["raw"]) == (1, 1)
     assert leftovers(tmp_path) == []
 
@@ -179,7 +195,7 @@ async def test_truncated_gist_unlisted_files_are_read_from_git_once(
     fake.add_user("wide", [FakeGist("b" * 20, many_files(303))])
     run = await gistscan(
         "search", "wide", TOKEN, "--api-url", fake.api_url, "--json",
-        env={"TMPDIR": str(tmp_path)},
+        env={"TMPDIR": str(tmp_path), **GIT_ENV},
     )  # fmt: skip
     assert run.code == 0, run.err
     assert matches_of(run.records) == [
@@ -202,6 +218,8 @@ async def test_one_clone_serves_a_big_listed_file_and_the_unlisted_ones(
     content, expected = big_file(RAW_LIMIT + 1)
     files = [FakeFile("big.txt", content), *many_files(301)]
     fake.add_user("both", [FakeGist("c" * 20, files)])
+    clones_ok = REGISTRY.get_sample_value("gistscan_git_clones_total", {"result": "ok"}) or 0
+    git_bytes = REGISTRY.get_sample_value("gistscan_downloaded_bytes_total", {"host": "git"}) or 0
     records = await records_of(fake, "both")
     found = {(r.filename, r.line_number) for r in records if isinstance(r, Match)}
     assert found == {("big.txt", n) for n, _, _ in expected} | {
@@ -213,6 +231,12 @@ async def test_one_clone_serves_a_big_listed_file_and_the_unlisted_ones(
     assert isinstance(summary := records[-1], Summary)
     assert (summary.files, summary.errors, summary.complete) == (302, 0, True)
     assert leftovers(tmp) == []
+    from_git = sum(len(f.content) for f in [files[0], *files[300:]])  # big, f299, f300
+    assert REGISTRY.get_sample_value("gistscan_git_clones_total", {"result": "ok"}) == clones_ok + 1
+    assert (
+        REGISTRY.get_sample_value("gistscan_downloaded_bytes_total", {"host": "git"})
+        == git_bytes + from_git
+    )
 
 
 async def test_raw_comes_first_even_for_a_file_listed_over_10_mb(
@@ -246,7 +270,7 @@ async def test_without_git_huge_gists_are_too_large_and_the_rest_is_scanned(
     ])  # fmt: skip
     run = await gistscan(
         "search", "nogit", TOKEN, "--api-url", fake.api_url, "--json",
-        env={"PATH": str(bin_dir), "TMPDIR": str(tmp_path)},
+        env={"PATH": str(bin_dir), "TMPDIR": str(tmp_path), **GIT_ENV},
     )  # fmt: skip
     assert run.code == 2
     errors = sorted(
@@ -300,10 +324,9 @@ async def test_ctrl_c_mid_clone_kills_git_and_removes_the_clone(
     """SIGINT to the CLI while git clones: exit 130, git gone, its directory gone."""
     big = FakeFile("big.txt", b"x" * (RAW_LIMIT + 1))
     fake.add_user("stuck", [FakeGist("8" * 20, [big], git_pull_url=silent.url)])
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gistscan", "search", "stuck", TOKEN, "--api-url", fake.api_url,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "TMPDIR": str(tmp_path)},
+    proc = await interruptible(
+        "search", "stuck", TOKEN, "--api-url", fake.api_url,
+        env={"TMPDIR": str(tmp_path), **GIT_ENV},
     )  # fmt: skip
     await asyncio.wait_for(silent.asked.wait(), 20)
     assert len(leftovers(tmp_path)) == 1
@@ -385,15 +408,30 @@ async def test_git_chunks_are_exact_sizes_and_bytes(fake: FakeGitHub, tmp: Path)
 
 
 async def test_git_may_use_only_the_allowed_protocols(fake: FakeGitHub, tmp: Path) -> None:
-    """A git_pull_url outside GIT_ALLOW_PROTOCOL is refused by git: an upstream_error."""
+    """A git_pull_url outside the allowed protocols is refused before git runs."""
     fake.add_user("far", [FakeGist("9" * 20, many_files(301))])
     events, seen = await huge_part(fake, "far", chunk_size=1000, protocols="https")
     [error] = events
     assert isinstance(error, Error)
-    assert (error.gist_id, error.filename, error.code) == ("9" * 20, None, "upstream_error")
-    assert "'file' not allowed" in error.message
+    assert (error.gist_id, error.filename, error.code) == ("9" * 20, None, "invalid_response")
+    assert "is not a URL git may clone (allowed: https;" in error.message
     assert seen == {}
     assert leftovers(tmp) == []
+
+
+async def test_git_clones_over_https_only_by_default_whatever_the_api_root(
+    fake: FakeGitHub, tmp: Path, clones: list[str]
+) -> None:
+    """The fake is not api.github.com, and its gists clone from file://: by default, refused."""
+    assert Settings().git_protocols == "https"
+    fake.add_user("local", [FakeGist("a" * 20, many_files(301))])
+    query = Query("local", TOKEN)
+    async with aclosing(search(query, Settings(api_url=fake.api_url))) as stream:
+        records = [record async for record in stream]
+    [error] = [r for r in records if isinstance(r, Error)]
+    assert (error.filename, error.code) == (None, "invalid_response")
+    assert len([r for r in records if isinstance(r, Match)]) == 300  # the listed ones, from raw
+    assert clones == []
 
 
 async def test_raw_403_on_a_small_file_is_upstream_error_not_too_large(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from gistscan.records import Error, Match, Summary, encode
+from gistscan.records import Context, Error, Match, Summary, encode
 
 
 def test_encode_is_one_utf8_json_line_type_first() -> None:
@@ -28,8 +28,16 @@ def test_encode_survives_a_lone_surrogate_from_upstream() -> None:
 
 def test_summary_fields_in_order() -> None:
     """The summary carries every count, `type` first."""
-    summary = Summary("octocat", "x", 1, 2, 0, 10, 3, 0, True, 5)
+    summary = Summary("octocat", "x", 1, 2, 0, 4, 10, 3, 0, True, 5)
     assert list(json.loads(encode(summary))) == [
-        "type", "username", "pattern", "gists", "files", "skipped", "bytes", "matches",
-        "errors", "complete", "elapsed_ms",
+        "type", "username", "pattern", "gists", "files", "skipped", "filtered", "bytes",
+        "matches", "errors", "complete", "elapsed_ms",
     ]  # fmt: skip
+
+
+def test_context_record() -> None:
+    """A context line: where it is and its text, `type` first."""
+    line = encode(Context("g1", "a.py", 7, "x = 1"))
+    assert json.loads(line) == {
+        "type": "context", "gist_id": "g1", "filename": "a.py", "line_number": 7, "line": "x = 1",
+    }  # fmt: skip

@@ -1,4 +1,4 @@
-"""The scanner gives the matches `regex.finditer` gives on the whole decoded file (SPEC §2)."""
+"""The scanner gives the matches `regex.finditer` gives on the whole decoded file (docs/)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from gistscan.scanner import UNKNOWN_PLAN, FileScanner, Scanner, ScanTimeout, pl
 
 
 def oracle(pattern: regex.Pattern[str], data: bytes) -> list[tuple[object, ...]] | None:
-    """SPEC §2 written out for the whole file at once; None for a binary file."""
+    """docs/matching.md written out for the whole file at once; None for a binary file."""
     if b"\0" in data[:8192]:
         return None
     text = data.decode("utf-8-sig", errors="replace")

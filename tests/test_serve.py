@@ -320,7 +320,7 @@ async def test_busy_port_is_one_line_and_exit_2() -> None:
         _, err = await asyncio.wait_for(proc.communicate(), START_TIMEOUT)
     text = err.decode()
     assert proc.returncode == 2
-    assert text == f"gistscan: cannot listen on 127.0.0.1:{port}: the port is already in use\n"
+    assert text == f"gistscan: cannot serve on 127.0.0.1:{port}: the port is already in use\n"
 
 
 async def test_unreachable_github_is_a_friendly_hint() -> None:
