@@ -250,8 +250,18 @@ def _pattern(config: ServerConfig) -> dict[str, Any]:
     }
 
 
+# A glob or language is more than `!`, spaces and tabs (filters.file_filter).
+_NOT_BLANK = "[^! \t]"
+
+
 def _glob() -> dict[str, Any]:
-    return {"type": "string", "minLength": 1, "maxLength": MAX_FILTER_LENGTH, "examples": ["*.py"]}
+    return {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_FILTER_LENGTH,
+        "pattern": _NOT_BLANK,
+        "examples": ["*.py"],
+    }
 
 
 def _language() -> dict[str, Any]:
@@ -259,13 +269,29 @@ def _language() -> dict[str, Any]:
         "type": "string",
         "minLength": 1,
         "maxLength": MAX_FILTER_LENGTH,
+        "pattern": _NOT_BLANK,
         "examples": ["Python"],
     }
+
+
+# What `since` takes, as a schema a generator can honour: an RFC 3339 date or date-time
+# (the formats) that Python's datetime also reads (the patterns: years from 1, seconds to
+# 59, at most 6 fractional digits, an upper-case T and Z).
+_DATE = r"(?!0000)[0-9]{4}-[0-9]{2}-[0-9]{2}"
+_SINCE_FORMATS = [
+    {"format": "date", "pattern": f"^{_DATE}$"},
+    {
+        "format": "date-time",
+        "pattern": f"^{_DATE}T[0-2][0-9]:[0-5][0-9]:[0-5][0-9](\\.[0-9]{{1,6}})?"
+        "(Z|[+-][0-2][0-9]:[0-5][0-9])$",
+    },
+]
 
 
 def _since() -> dict[str, Any]:
     return {
         "type": "string",
+        "anyOf": _SINCE_FORMATS,
         "description": "only gists updated since then (ISO 8601 date or date-time, UTC when"
         " no offset is given); passed to GitHub, so older gists are not even listed",
         "examples": ["2024-01-31", "2024-01-31T12:00:00Z"],

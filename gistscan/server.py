@@ -54,6 +54,7 @@ from gistscan.config import (
 )
 from gistscan.errors import ListingError, UsageError
 from gistscan.fair import FairPool
+from gistscan.filters import MAX_FILTER_LENGTH, MAX_FILTERS
 from gistscan.github import GitHub, client_session, env_proxy
 from gistscan.metrics import (
     DRAINING,
@@ -467,9 +468,12 @@ def handler_options(config: ServerConfig) -> dict[str, Any]:
         "handler_cancellation": True,
         "access_log": None,  # ours is `access_log`: aiohttp's would log query strings
         "shutdown_timeout": 1.0,  # `serve` has drained the searches by then
-        # The request line must hold the longest pattern allowed, percent-encoded: up to
-        # 12 bytes a character (4 UTF-8 bytes, 3 characters each), and the other params.
-        "max_line_size": max(8190, 12 * config.max_pattern_length + 4096),
+        # The request line must hold the longest search the document allows, percent-encoded
+        # (up to 12 bytes a character: 4 UTF-8 bytes, 3 characters each): the pattern, and
+        # as many globs and languages as a search takes (about 500 KB in all).
+        "max_line_size": 12 * (config.max_pattern_length + 2 * MAX_FILTERS * MAX_FILTER_LENGTH)
+        + 2 * MAX_FILTERS * len("&language=")
+        + 8192,
     }
 
 

@@ -416,3 +416,15 @@ async def test_drain_cuts_the_wait_for_page_one(make_fake: Any, serve: Serve) ->
     assert (await documented(client, resp))["error"] == "shutting_down"
     assert time.monotonic() - started < 3  # well before GitHub's 5 s answer
     assert await eventually(lambda: admission.active == 0)
+
+
+@pytest.mark.parametrize("since", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"])
+async def test_since_past_the_calendar_is_a_400(fake: FakeGitHub, serve: Serve, since: str) -> None:  # noqa: F811
+    """A `since` whose UTC time falls before year 1 or after 9999 is refused, not a 500
+    (schemathesis found it: the document allows these dates)."""
+    client = await serve(fake)
+    body = {"username": "alice", "pattern": "x", "since": since}
+    resp = await client.post("/api/v1/search", json=body)
+    assert resp.status == 400
+    assert (await documented(client, resp))["field"] == "since"
+    assert upstream_requests(fake) == 0
