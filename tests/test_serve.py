@@ -143,7 +143,7 @@ async def test_log_is_json_lines_with_request_ids_and_no_secrets(fake: FakeGitHu
         # A request line too long to parse: aiohttp refuses it before any handler, and
         # its parser's error holds the line's start (the query string).
         async with http.get(
-            SEARCH.format("alice"), params={"pattern": pattern, "pad": "x" * 40_000}
+            SEARCH.format("alice"), params={"pattern": pattern, "pad": "x" * 600_000}
         ) as resp:
             assert resp.status == 400
         # The token reached GitHub: it was in use, yet must be in no log line.
