@@ -26,6 +26,7 @@ from benchmarks.common import RESULTS, Profile, Section, render, to_json
 
 SECTIONS = {  # name -> module, in table order
     "scanner": "benchmarks.scanner_bench",
+    "longline": "benchmarks.longline_bench",
     "e2e": "benchmarks.e2e_bench",
     "memory": "benchmarks.memory_bench",
     "server": "benchmarks.server_bench",

@@ -16,6 +16,7 @@ from typing import Any
 import regex
 from yarl import URL
 
+from gistscan.analysis import unsupported
 from gistscan.errors import UsageError
 from gistscan.filters import FileFilter, file_filter
 
@@ -92,6 +93,8 @@ def compile_pattern(
 
     Refused before compiling: an empty pattern, one over `max_length` characters, one that
     is not valid Unicode, and one whose `{m,n}` repeats unroll to over `max_unrolled` items.
+    Refused after: a construct the chunked scanner cannot honour exactly (reverse matching,
+    recursion, `\\G`...: see `gistscan.analysis.unsupported`), named in the message.
     """
     if not isinstance(pattern, str) or not pattern:
         raise UsageError("the pattern is empty", field="pattern")
@@ -122,11 +125,18 @@ def compile_pattern(
             # and grep's rule is about the neighbours, not about a boundary.
             regex.compile(source, flags)
             source = rf"(?<!\w)(?:{source})(?!\w)"
-        return regex.compile(source, flags)
+        compiled = regex.compile(source, flags)
     except Exception as exc:
         # Not only regex.error: an inline `(?V1)` under VERSION0 raises KeyError, say.
         reason = str(exc) if isinstance(exc, regex.error) else f"{type(exc).__name__}: {exc}"
         raise UsageError(f"the pattern does not compile: {reason}", field="pattern") from exc
+    construct = unsupported(compiled)
+    if construct is not None:
+        raise UsageError(
+            f"the pattern uses {construct}, which a streaming search cannot honour exactly",
+            field="pattern",
+        )
+    return compiled
 
 
 _REPEAT_MIN = re.compile(r"\{\s*([0-9]+)")

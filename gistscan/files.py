@@ -32,6 +32,10 @@ FileEvent = Match | Context | LineDone | Error | FileDone
 Item = TypeVar("Item")
 
 
+class _EngineFailure(Exception):
+    """Matching raised something other than ScanTimeout; the message names the exception."""
+
+
 async def scan_file(
     chunks: AsyncGenerator[bytes, None],
     file: GistFile,
@@ -48,16 +52,23 @@ async def scan_file(
     Matching runs in `executor` (a worker thread: `regex` releases the GIL on str), so a
     catastrophic pattern never stalls the event loop; the file's regex budget bounds it.
     The per-file stops of `options` (-m, -l) close the download as soon as nothing more of
-    the file is wanted. A download failure or a spent budget yields an `error` record:
-    matches already yielded stand. Cancellation closes the download (a chunk being matched
-    finishes in its thread, bounded by the chunk size and the budget).
+    the file is wanted. A download failure, a spent budget (`regex_timeout`) or a failure of
+    the engine itself (`regex_error`: a MemoryError, say) yields an `error` record: matches
+    already yielded stand, and the scan goes on with the other files. Cancellation closes the
+    download (a block being matched finishes in its thread, bounded by the block size and the
+    budget).
     """
     loop = asyncio.get_running_loop()
     scanner = FileScanner(pattern, max_carry=max_carry, timeout=regex_timeout)
     lines = FileLines(file, options or LineOptions())
 
     async def run(step: Callable[[], list[Hit]]) -> list[Hit]:
-        return await loop.run_in_executor(executor, step)
+        try:
+            return await loop.run_in_executor(executor, step)
+        except ScanTimeout:
+            raise
+        except Exception as exc:  # MemoryError, RecursionError...: this file's failure only
+            raise _EngineFailure(type(exc).__name__) from exc
 
     try:
         async with aclosing(chunks):
@@ -77,6 +88,10 @@ async def scan_file(
         return
     except ScanTimeout as exc:
         yield Error(file.gist_id, file.filename, "regex_timeout", str(exc))
+        yield FileDone(file, "failed")
+        return
+    except _EngineFailure as exc:
+        yield Error(file.gist_id, file.filename, "regex_error", f"the regex engine failed: {exc}")
         yield FileDone(file, "failed")
         return
     if scanner.binary:

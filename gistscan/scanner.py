@@ -1,44 +1,108 @@
 """The overlap-aware scanner: a file's bytes in, in pieces of any size; its matches out, exact.
 
-The contract (docs/matching.md): the matches reported for a file are those `regex.finditer` gives on
-the whole file decoded at once, unless the file overflowed its carry (`overflowed`). The
-scanner keeps only the text it still needs: O(chunk + max_carry) characters whatever the size
-of the file.
+The contract (docs/matching.md): the matches reported for a file are those
+`regex.finditer` gives on the whole file decoded at once, unless the file overflowed its carry
+(`overflowed`). The scanner keeps only the text that a live match attempt may still examine:
+O(block + max_carry) characters whatever the size of the file or the length of its lines.
 
-How a match becomes final. After each piece the scanner computes a *commit horizon* `h`: an
-absolute text offset such that every match attempt starting before `h` can no longer change
-when more text arrives. It then runs `finditer` from its resume point, reports the matches
-that start before `h`, and resumes at `max(h, end of the last reported match)`. What decides
-`h` is the pattern (see `Plan`):
+How a match becomes final. After each piece of text the scanner computes a *commit horizon*
+`h` and a *limit*: every match attempt (the engine trying the pattern at one start) that starts
+before `h` examines only text before `limit`, which is already here, so its outcome can no
+longer change. The scanner runs `finditer(text, pos, limit)` from its resume point, reports the
+matches that start before `h`, and resumes at `max(h, end of the last one)`. The pattern's
+`Plan` (gistscan.analysis) gives the horizons, the largest of which is used:
 
-- bounded: an attempt never examines more than `width` characters from its start (look-ahead
-  included), so attempts starting before `end - width - 2` are decided;
-- line-local: no part of the pattern can match `\\n`, so attempts starting before the last
-  `\\n` that is not the final character are decided;
-- neither: nothing is decided before the end of the file; the text is kept whole, up to
+- width: an attempt examines at most `width` characters, so attempts starting before
+  `end - width` are decided;
+- stops: no attempt can consume a stop character (for a pattern that cannot match a newline,
+  `\\n` is one; for `\\w+`, any non-word character), so an attempt starting at or before the
+  last stop `z` ends by `z` and is decided once `PEEK` characters after `z` are here;
+- fence (c, n): an attempt examines nothing past the n-th c after its start (for
+  `"token":\\s*"[^"]*"`, the fourth quote), so attempts starting at or before the n-th last
+  c are decided;
+- none of them: nothing is decided before the end of the file; the text is kept whole, up to
   `max_carry` characters. Beyond that the oldest text is committed as it stands and dropped,
   and the file is flagged `overflowed` (its matches may then differ from the whole-file ones).
+
+So a minified one-line file costs what the same bytes cut into lines cost, and keeps only the
+span between stops.
+
+The literal prefilter. When every match contains one of a few literals (`Plan.literals`), the
+scanner runs `regex` only in windows around their occurrences: a match containing an
+occurrence at i starts at most `consumed` characters before it, or after the last stop before
+it. Pure-ASCII blocks of raw bytes with no occurrence are not even decoded: their newlines are
+counted in bytes and only the tail a later match may need is kept. Case-insensitive literals
+are searched in bytes only in pure-ASCII blocks, where no Unicode case folding (the Kelvin
+sign matching `k`, the long s matching `s`) can occur; elsewhere the decoded text is searched
+with the pattern's own case folding.
+
+The regex budget (`Guard`): the CPU time of the matching thread itself, refilled as the file is
+read; see the README ("The regex budget").
 """
 
 from __future__ import annotations
 
 import codecs
-import functools
-import re
+import importlib
+import threading
 import time
-import warnings
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from re import _constants as sre_c  # type: ignore[attr-defined]
-from re import _parser as sre_parse  # type: ignore[attr-defined]
-from typing import Any
+from typing import Any, TypeVar
 
 import regex
+
+from gistscan.analysis import PEEK, UNKNOWN_PLAN, Plan, case_variants, plan, re2_superset
+
+__all__ = [
+    "PEEK",
+    "UNKNOWN_PLAN",
+    "FileScanner",
+    "Guard",
+    "Hit",
+    "Plan",
+    "ScanTimeout",
+    "Scanner",
+    "plan",
+]
 
 BINARY_SNIFF_BYTES = 8192
 LINE_CUT = 400  # a longer line is cut to this many characters around its match
 LINE_LEAD = 100  # a cut line starts at most this many characters before the match
+# Bytes gathered before any work, unless a line can settle first (a few bytes past a newline):
+# small pieces (a 7-byte `--chunk-size`) cost per line or per block, not per piece; larger
+# pieces are taken as they come.
+BLOCK = 4096
+BUDGET_BYTES = 1024 * 1024  # each MiB read adds one `timeout` to the file's regex budget
 
-_INF = float("inf")
+T = TypeVar("T")
+
+# numpy (the `speed` extra) counts newlines at memory speed, five times `bytes.count`: for a
+# literal search that is most of the work, every byte's newlines being counted for the line
+# numbers of later matches. Without it, `bytes.count`.
+try:
+    _np: Any = importlib.import_module("numpy")
+except ImportError:  # pragma: no cover - the speed extra is not installed
+    _np = None
+try:  # google-re2 (the `speed` extra): one pass for an alternation of literals
+    _re2: Any = importlib.import_module("re2")
+except ImportError:  # pragma: no cover
+    _re2 = None
+FAST_COUNT_MIN = 4096  # shorter spans: the plain count is cheaper than numpy's call
+
+
+def count_newlines(data: str | bytes, lo: int, hi: int) -> int:
+    """`data.count("\\n", lo, hi)` for text or UTF-8 bytes (a newline byte is never part of
+    another character), at memory speed with numpy on bytes and on pure-ASCII text."""
+    if _np is not None and hi - lo >= FAST_COUNT_MIN:
+        if isinstance(data, bytes):
+            window = _np.frombuffer(data, _np.uint8, count=hi - lo, offset=lo)
+            return int(_np.count_nonzero(window == 10))
+        if data.isascii():
+            raw = data[lo:hi].encode("ascii")
+            return int(_np.count_nonzero(_np.frombuffer(raw, _np.uint8) == 10))
+    return data.count(b"\n" if isinstance(data, bytes) else "\n", lo, hi)  # type: ignore[arg-type]
 
 
 class ScanTimeout(Exception):
@@ -47,7 +111,7 @@ class ScanTimeout(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """One match: absolute offsets in the file's text, and where it stands (docs/matching.md)."""
+    """One match: absolute offsets in the file's text (characters), and where it stands."""
 
     start: int
     end: int
@@ -57,158 +121,263 @@ class Hit:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """What a pattern lets the scanner decide before the end of the text.
+# -- the regex budget ---------------------------------------------------------------------------
 
-    `width`: most characters one match attempt examines from its start, look-ahead and one
-    character of assertion peeking included (None: unbounded). `behind`: most characters it
-    examines before its start (None: unbounded). `line_local`: no part of it, look-arounds
-    included, can match a `\\n`.
+_active_lock = threading.Lock()
+_active = 0  # matching calls in progress in this process, for Guard's first estimate
+
+
+class Guard:
+    """A file's regex budget, in CPU seconds of the thread that runs its matching.
+
+    The budget starts at `timeout` and grows by `timeout` for every MiB (`BUDGET_BYTES`) of
+    the file read, holding at most `timeout` unspent: a pattern that decides a MiB in less
+    than `timeout` seconds never runs out, whatever the file's size, while one attempt that
+    backtracks catastrophically stops after about `timeout` seconds. It charges only this
+    thread's own CPU time (`time.thread_time`), so files matched in parallel do not spend
+    each other's budgets.
+
+    `regex`'s own `timeout=` (the only way to stop a call midway) counts the whole process's
+    CPU time, which other threads advance too. So each call gets the budget left times an
+    estimate of how much faster the process clock runs (the matching calls in progress, then
+    what was observed); when it fires early anyway (our thread had not spent the budget),
+    the call is run again with the observed ratio and the lost time is not charged.
     """
 
-    width: int | None
-    behind: int | None
-    line_local: bool
+    RETRIES = 6
+
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = timeout
+        self.left = timeout if timeout is not None else 0.0
+
+    def refill(self, n_bytes: int) -> None:
+        if self.timeout is not None:
+            self.left = min(self.timeout, self.left + self.timeout * n_bytes / BUDGET_BYTES)
+
+    def run(self, call: Callable[[float | None], T]) -> T:
+        """`call(timeout)` under the budget (timeout in process CPU seconds, or None)."""
+        global _active
+        if self.timeout is None:
+            return call(None)
+        with _active_lock:
+            _active += 1
+            ratio = max(1.0, float(_active))
+        try:
+            for retry in range(self.RETRIES + 1):
+                if self.left <= 0:
+                    raise ScanTimeout("the pattern ran out of its regex time budget")
+                own, process = time.thread_time(), time.process_time()
+                try:
+                    result = call(self.left * ratio * 1.05 + 0.002)
+                except TimeoutError:
+                    own = time.thread_time() - own
+                    process = time.process_time() - process
+                    if own >= 0.9 * self.left or retry == self.RETRIES:
+                        self.left = 0.0
+                        raise ScanTimeout("the pattern ran out of its regex time budget") from None
+                    # Other threads ran the process clock ahead of ours: not this file's work.
+                    ratio = max(ratio * 1.5, process / max(own, 1e-4))
+                    continue
+                self.left -= time.thread_time() - own
+                return result
+            raise AssertionError("unreachable")
+        finally:
+            with _active_lock:
+                _active -= 1
 
 
-UNKNOWN_PLAN = Plan(width=None, behind=None, line_local=False)
+# -- literal search -----------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=256)
-def plan(pattern: regex.Pattern[str]) -> Plan:
-    """Analyse `pattern` with the stdlib's parser; UNKNOWN_PLAN for anything it cannot vouch for.
+class _TextFinder:
+    """Occurrences of the plan's literals in text, with the pattern's own case folding.
 
-    `regex` (VERSION0) is re-compatible, so a pattern the stdlib parses the same way has the
-    same widths. Syntax only `regex` knows (`\\p{..}`, fuzzy `{e<=1}`, POSIX `[[:alpha:]]`,
-    recursion...) either fails to parse here, warns, or hides behind a literal `{`: all three
-    give UNKNOWN_PLAN, which is exact too, only less economical. Cached: every file of a
-    search has the same pattern.
+    `find` gives ranges (first, last) of possible occurrence starts: every occurrence lying
+    whole in the searched span starts in one of them. Plain `str.find` gives each start
+    (first == last); google-re2 (the `speed` extra), which finds an alternation of words in
+    one pass where `str.find` takes one per word, reports leftmost non-overlapping matches,
+    so an occurrence overlapping a reported one [a, b) starts in [a, b - 1]. re2 searches
+    only pure-ASCII text with ASCII literals, where its case folding and `regex`'s agree.
     """
-    flags = re.MULTILINE
-    if pattern.flags & regex.IGNORECASE:
-        flags |= re.IGNORECASE
+
+    def __init__(self, pattern: regex.Pattern[str], plan: Plan) -> None:
+        literals, fold = plan.literals, plan.fold
+        self.literals = literals
+        self.shortest = min(map(len, literals))
+        self.longest = max(map(len, literals))
+        self._regex: regex.Pattern[str] | None = None
+        self._re2: Any = None
+        if fold:
+            flags = pattern.flags & (regex.IGNORECASE | regex.FULLCASE | regex.ASCII)
+            flags |= regex.FULLCASE if plan.full_fold else 0
+            alternation = "|".join(regex.escape(s) for s in literals)
+            self._regex = regex.compile(alternation, flags | regex.VERSION0 | regex.IGNORECASE)
+            if plan.full_fold:
+                # `ß` matches `ss`: an occurrence may be up to 3 times as long or as short.
+                self.shortest = 1
+                self.longest *= 3
+        if _re2 is not None and len(literals) > 1 and all(s.isascii() for s in literals):
+            options = _re2.Options()
+            options.case_sensitive = not fold
+            alternation_bytes = b"|".join(_re2_escape(s) for s in literals)
+            self._re2 = _re2.compile(alternation_bytes, options)
+
+    def find(self, text: str, start: int, stop: int) -> list[tuple[int, int]]:
+        """Sorted ranges (first, last) of possible starts of the occurrences that lie whole
+        in text[start:stop]."""
+        if self._re2 is not None and text.isascii():
+            data = text.encode("ascii")
+            return [(m.start(), m.end() - 1) for m in self._re2.finditer(data, start, stop)]
+        if self._regex is not None:
+            found = self._regex.finditer(text, start, stop, overlapped=True)
+            return [(m.start(), m.start()) for m in found]
+        starts: list[int] = []
+        for s in self.literals:
+            i = text.find(s, start, stop)
+            while i >= 0:
+                starts.append(i)
+                i = text.find(s, i + 1, stop)
+        if len(self.literals) > 1:
+            starts.sort()
+        return [(i, i) for i in starts]
+
+
+def _superset_filter(pattern: regex.Pattern[str], plan: Plan) -> Any:
+    """A compiled RE2 superset of `pattern` for pure-ASCII text, or None: when re2 is not
+    installed, the pattern has no translation, or it could match the empty string (then it
+    filters nothing). Only for plans whose windows have bounds (width or stops)."""
+    if _re2 is None or not plan.restartable or plan.behind is None:
+        return None
+    if plan.width is None and not plan.stops:
+        return None
+    source = re2_superset(pattern)
+    if source is None:
+        return None
+    options = _re2.Options()
+    options.encoding = _re2.Options.Encoding.LATIN1
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            tree = sre_parse.parse(pattern.pattern, flags)
-        walker = _Walker()
-        _consumed, examined, newline = walker.sequence(list(tree), tree.state.flags)
-    except Exception:  # any surprise in a private parser means: do not trust the analysis
-        return UNKNOWN_PLAN
-    if walker.brace:
-        return UNKNOWN_PLAN
-    width = None if examined == _INF else int(examined) + 1
-    behind = None if walker.behind == _INF else int(walker.behind) + 1
-    return Plan(width=width, behind=behind, line_local=not newline)
+        compiled = _re2.compile(source, options)
+    except Exception:  # RE2 refuses it (too big, say): no filter, which is exact too
+        return None
+    return None if compiled.search(b"") is not None else compiled
 
 
-class _Walker:
-    """Walks a stdlib parse tree: widths (consumed, examined), look-behind reach, newlines."""
-
-    def __init__(self) -> None:
-        self.behind: float = 0
-        self.brace = False
-        self.groups: dict[int, tuple[float, bool]] = {}
-
-    def sequence(self, items: list[Any], flags: int) -> tuple[float, float, bool]:
-        offset: float = 0
-        examined: float = 0
-        newline = False
-        for op, av in items:
-            c, ex, nl = self.item(op, av, flags)
-            examined = max(examined, offset + ex)
-            offset += c
-            newline = newline or nl
-        return offset, max(examined, offset), newline
-
-    def item(self, op: Any, av: Any, flags: int) -> tuple[float, float, bool]:
-        if op is sre_c.LITERAL:
-            if av == ord("{"):
-                self.brace = True  # `regex` may read braces as a fuzzy constraint
-            return 1, 1, av == 10
-        if op is sre_c.NOT_LITERAL:
-            return 1, 1, av != 10
-        if op is sre_c.ANY:
-            return 1, 1, bool(flags & re.DOTALL)
-        if op is sre_c.IN:
-            return 1, 1, _set_has_newline(av)
-        if op is sre_c.AT:
-            return 0, 1, False  # peeks at one character (\b, $, ^ ...); `behind` adds one too
-        if op is sre_c.BRANCH:
-            alts = [self.sequence(list(alt), flags) for alt in av[1]]
-            return (
-                max(a[0] for a in alts),
-                max(a[1] for a in alts),
-                any(a[2] for a in alts),
-            )
-        if op in (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT, sre_c.POSSESSIVE_REPEAT):
-            _lo, hi, sub = av
-            c, ex, nl = self.sequence(list(sub), flags)
-            if hi == sre_c.MAXREPEAT:
-                return (_INF if c > 0 else 0), (_INF if c > 0 else ex), nl
-            if hi == 0:
-                return 0, 0, False
-            return hi * c, (hi - 1) * c + ex, nl
-        if op is sre_c.SUBPATTERN:
-            group, add_flags, del_flags, sub = av
-            inner = (flags | add_flags) & ~del_flags
-            c, ex, nl = self.sequence(list(sub), inner)
-            if group is not None:
-                self.groups[group] = (c, nl)
-            return c, ex, nl
-        if op is sre_c.ATOMIC_GROUP:
-            return self.sequence(list(av), flags)
-        if op in (sre_c.ASSERT, sre_c.ASSERT_NOT):
-            direction, sub = av
-            c, ex, nl = self.sequence(list(sub), flags)
-            if direction < 0:
-                self.behind += ex  # nested look-behinds add up: stay on the safe side
-            return 0, ex, nl
-        if op is sre_c.GROUPREF:
-            c, nl = self.groups.get(av, (_INF, True))
-            return c, c, nl
-        if op is sre_c.GROUPREF_EXISTS:
-            _group, yes, no = av
-            a = self.sequence(list(yes), flags)
-            b = self.sequence(list(no), flags) if no is not None else (0, 0, False)
-            return max(a[0], b[0]), max(a[1], b[1]), a[2] or b[2]
-        if op in (sre_c.FAILURE, sre_c.SUCCESS):
-            return 0, 0, False
-        raise ValueError(f"unknown node {op}")
+def _re2_escape(literal: str) -> bytes:
+    """An ASCII literal as an RE2 pattern: every byte but letters and digits escaped."""
+    return b"".join(
+        bytes([c]) if chr(c).isalnum() else b"\\x%02x" % c for c in literal.encode("ascii")
+    )
 
 
-_NEWLINE_CATEGORIES = {
-    sre_c.CATEGORY_SPACE,
-    sre_c.CATEGORY_NOT_DIGIT,
-    sre_c.CATEGORY_NOT_WORD,
-    sre_c.CATEGORY_LINEBREAK,
-}
-_NO_NEWLINE_CATEGORIES = {
-    sre_c.CATEGORY_DIGIT,
-    sre_c.CATEGORY_NOT_SPACE,
-    sre_c.CATEGORY_WORD,
-    sre_c.CATEGORY_NOT_LINEBREAK,
-}
+# How common each ASCII byte is in source code, commonest first (counted over the Python
+# standard library; for the rare-byte search; lower-case letters stand for both cases).
+_FREQUENT = b" etsarinol\ncdfpu_'m.h)(,0gbx\":=y#w-kv>1\\2[]534q*86jz97+/%<;{}`|!@?^~&$"
+_RANK = {c: len(_FREQUENT) - i for i, c in enumerate(_FREQUENT)}
 
 
-def _set_has_newline(items: list[tuple[Any, Any]]) -> bool:
-    negate = False
-    hit = False
-    for op, av in items:
-        if op is sre_c.NEGATE:
-            negate = True
-        elif op is sre_c.LITERAL:
-            hit = hit or av == 10
-        elif op is sre_c.RANGE:
-            hit = hit or av[0] <= 10 <= av[1]
-        elif op is sre_c.CATEGORY and av in _NEWLINE_CATEGORIES:
-            hit = True
-        elif op is sre_c.CATEGORY and av in _NO_NEWLINE_CATEGORIES:
-            pass
-        else:
-            return True  # unknown member: assume the worst
-    return hit != negate
+class _ByteFinder:
+    """Is there an occurrence of the plan's literals in a block of raw bytes?
+
+    Exact on any bytes for case-sensitive literals (their UTF-8 encoding; a literal holding
+    U+FFFD, which decoding makes of invalid bytes, gets no byte finder). Case-insensitive ones
+    are looked for as their ASCII case variants, which is exact in a block holding none of
+    the non-ASCII characters that fold like one of theirs (`exotic`: the long s for `s`, the
+    Kelvin sign for `k`...). A pattern with full case folding (`ß` matching `ss`) gets none.
+    """
+
+    def __init__(self, literals: list[bytes], fold: bool, exotic: tuple[str, ...] = ()) -> None:
+        self.fold = fold
+        self.exotic = exotic
+        self.literals = literals
+        self._lower = fold and len(literals) > 1
+        self._frequent = 0  # blocks left before the rare byte is tried again
+        if len(literals) == 1 and literals[0]:
+            first = literals[0]
+            self._rare_at = min(range(len(first)), key=lambda i: _RANK.get(first[i] | 0x20, 0))
+            rare = first[self._rare_at : self._rare_at + 1]
+            self._rare = tuple(dict.fromkeys((rare.lower(), rare.upper()) if fold else (rare,)))
+        # Non-ASCII bytes never match an ASCII literal byte, so lower-casing only ASCII
+        # letters (what bytes.lower does) keeps the comparison exact on any block.
+        single = fold and len(literals) == 1
+        self._regex = regex.compile(regex.escape(literals[0]), regex.IGNORECASE) if single else None
+
+    @classmethod
+    def make(cls, plan: Plan, pattern: regex.Pattern[str]) -> _ByteFinder | None:
+        if not plan.fold:
+            if any("\ufffd" in s for s in plan.literals):
+                return None
+            return cls([s.encode() for s in plan.literals], fold=False)
+        if plan.full_fold:
+            return None  # `ß` matches `ss`: not one ASCII byte per character
+        flags = pattern.flags & (regex.IGNORECASE | regex.ASCII)
+        flags |= regex.IGNORECASE | regex.VERSION0
+        ascii_forms = []
+        exotic: set[str] = set()
+        for s in plan.literals:
+            form = []
+            for ch in s:
+                exotic.update(c for c in case_variants(flags, ch) if not c.isascii())
+                same = regex.compile(regex.escape(ch), flags)
+                variants = [chr(c) for c in range(128) if same.fullmatch(chr(c))]
+                if not variants:
+                    break  # no ASCII text holds this literal
+                if {v.lower() for v in variants} != {variants[0].lower()}:
+                    return None
+                form.append(variants[0].lower())
+            else:
+                ascii_forms.append("".join(form).encode())
+        return cls(ascii_forms, True, tuple(sorted(exotic)))
+
+    def usable_on(self, text: str) -> bool:
+        """Does `any_in` answer exactly for the block decoded as `text`?"""
+        if not self.fold or text.isascii():
+            return True
+        return not any(e in text for e in self.exotic)
+
+    def any_in(self, block: bytes) -> bool:
+        if not self.literals:
+            return False
+        if len(self.literals) == 1:
+            return self._rare_byte_search(block)
+        return self._whole_search(block)
+
+    def _rare_byte_search(self, block: bytes) -> bool:
+        """ripgrep's trick for one literal: memchr for its rarest byte (in both cases when
+        folding), then compare the literal around each hit. A Python-level look at a hit
+        costs what a whole-literal search of about 2 KiB does: once the byte proves that
+        frequent, here or in the last block, the whole literal is searched instead."""
+        if self._frequent:
+            self._frequent -= 1
+            return self._whole_search(block)
+        literal = self.literals[0]
+        at = self._rare_at
+        fold = self.fold
+        budget = 2 + len(block) // 2048
+        for byte in self._rare:
+            j = block.find(byte)
+            while j >= 0:
+                start = j - at
+                if start >= 0 and (
+                    block[start : start + len(literal)].lower() == literal
+                    if fold
+                    else block.startswith(literal, start)
+                ):
+                    return True
+                budget -= 1
+                if budget < 0:
+                    self._frequent = 8  # blocks to search whole before trying again
+                    return self._whole_search(block)
+                j = block.find(byte, j + 1)
+        return False
+
+    def _whole_search(self, block: bytes) -> bool:
+        if self._regex is not None and not self._lower:
+            return self._regex.search(block) is not None
+        hay = block.lower() if self._lower else block
+        return any(s in hay for s in self.literals)
+
+
+# -- the text scanner ---------------------------------------------------------------------------
 
 
 class Scanner:
@@ -217,12 +386,17 @@ class Scanner:
     Invariants, with every offset absolute in the file's text:
     - `_buf` holds the text from `_base` to `_end`; nothing before `_base` is needed again.
     - `_pos`: every match attempt starting before it is decided and, when it matched,
-      reported (or pending). The next `finditer` starts there.
+      reported (or pending). The next search starts there.
     - `_nl_pos`, `_nl_count`, `_last_nl`: the text before `_nl_pos` holds `_nl_count`
       newlines, the last of them at `_last_nl` (-1 when none); they give line numbers and
       columns without keeping old text.
     - `_pending`: matches already decided whose line is not yet complete in `_buf`
       (a match's `line` may need up to `LINE_CUT` characters after it).
+    - `_seen`: the stops and fences (see the module docstring) before it are known:
+      `_last_stop` is the last stop before it (-1 when none), `_fences` the last n fence
+      characters. Only characters at least `PEEK` before `_end` are looked at.
+    - `_occ`: the literal occurrences at or after `_pos` found so far: all those lying
+      whole in the text, so all those starting before `_occ_from` (prefilter only).
     - Kept text: look-behind context before `_pos`, the start of `_pos`'s line (at most
       `LINE_CUT` + 1 characters back), and the lines of pending matches. When what must be
       kept outgrows `max_carry`, the oldest text is committed as it stands and dropped, and
@@ -235,13 +409,14 @@ class Scanner:
         *,
         max_carry: int = 1024 * 1024,
         timeout: float | None = None,
+        prefilter: bool = True,
     ) -> None:
         self.pattern = pattern
         self.plan = plan(pattern)
         self.max_carry = max_carry
         self.overflowed = False
-        # The regex budget: CPU seconds of matching left for this file.
-        self._budget = timeout
+        self.closed = False
+        self.guard = Guard(timeout)
         self._buf = ""
         self._base = 0
         self._pos = 0
@@ -249,35 +424,57 @@ class Scanner:
         self._nl_count = 0
         self._last_nl = -1
         self._pending: list[tuple[int, int, str, int, int]] = []
-        self._closed = False
+        p = self.plan
+        self._seen = 0
+        self._last_stop = -1
+        self._stop_re = _class_regex(p.stops)
+        self._stop_back = _class_regex(p.stops, reverse=True)
+        self._stop_back_bytes = _class_regex_bytes(p.stops)
+        self._fence_n = p.fence[1] if p.fence else 0
+        self._fences: deque[int] = deque(maxlen=max(1, self._fence_n))
+        # The prefilter needs to know where a match containing an occurrence can start.
+        usable = (
+            p.literals
+            and p.restartable
+            and p.behind is not None
+            and (p.lead is not None or p.stops)
+        )
+        # Without `prefilter` the literals still decide attempts (the plan's knowledge), but
+        # every search runs over the whole decided span, as a check of the windows.
+        self.prefilter = prefilter
+        self.finder = _TextFinder(pattern, p) if usable else None
+        self._occ: list[tuple[int, int]] = []  # ranges of possible occurrence starts
+        self._occ_from = 0
+        self._occ_last = -1
+        self.occurrences = 0  # found so far (FileScanner skips the byte check in hot spans)
+        self._searched = 0  # where the last search stopped (non-restartable plans)
+        # Without literals: google-re2 (the `speed` extra, linear time, no regex budget to
+        # arm) finds where a match may start in pure-ASCII text, regex decides there.
+        self._superset = _superset_filter(pattern, p) if prefilter and self.finder is None else None
 
     @property
     def _end(self) -> int:
         return self._base + len(self._buf)
 
-    @property
-    def settled_lines(self) -> int:
-        """Lines whose matches are all returned: every match starting on a line numbered
-        `settled_lines` or less has been returned by `feed`/`close` (after `close`, every
-        line of the text, the last one included)."""
-        if self._closed:
-            return self._nl_count + self._buf.count("\n", self._nl_pos - self._base) + 1
-        # Every attempt starting before `_pos` is decided; a line whose `\n` lies before it
-        # is settled. (Matches still pending are on the last, incomplete line: they are
-        # flushed as soon as a `\n` follows them.) `_pos` and `_nl_pos` are both in `_buf`.
-        lo, hi = sorted((self._pos, self._nl_pos))
-        between = self._buf.count("\n", lo - self._base, hi - self._base)
-        return self._nl_count + (between if self._pos > self._nl_pos else -between)
+    # -- feeding ---------------------------------------------------------------------------
 
     def feed(self, text: str) -> list[Hit]:
         """Add text; return the matches it made final. Raises `ScanTimeout`."""
         if not text:
             return []
+        self.guard.refill(len(text))
         self._buf += text
+        self._find_occurrences()
+        self._track()
         hits: list[Hit] = []
-        horizon = self._horizon()
-        if horizon is not None and horizon > self._pos:
-            self._commit(horizon)
+        classic = self._horizon()
+        if self.finder is not None:
+            self._commit_windows(classic)
+        elif classic is not None and classic[0] > self._pos and self._worth_searching():
+            if self._superset is not None and self._buf.isascii():
+                self._commit_superset(*classic)
+            else:
+                self._commit(*classic)
         self._flush_pending(hits, final=False)
         self._trim(hits)
         return hits
@@ -285,51 +482,338 @@ class Scanner:
     def close(self) -> list[Hit]:
         """The end of the text: return the remaining matches. Raises `ScanTimeout`."""
         hits: list[Hit] = []
-        self._commit(self._end + 1)
+        self._find_occurrences(final=True)
+        if self.finder is not None:
+            self._commit_windows((self._end + 1, self._end), final=True)
+        else:
+            self._commit(self._end + 1, self._end)
         self._flush_pending(hits, final=True)
-        self._closed = True
+        self._count_lines_to(self._end)
+        self.closed = True
         return hits
 
-    def _horizon(self) -> int | None:
-        """The commit horizon for the text so far (see the module docstring), or None."""
-        plan = self.plan
-        candidates = []
-        if plan.width is not None and plan.behind is not None:
-            candidates.append(self._end - plan.width - 2)
-        if plan.line_local and plan.behind is not None:
-            i = self._buf.rfind("\n", 0, len(self._buf) - 1)
-            if i >= 0:
-                candidates.append(self._base + i + 1)
-        return max(candidates) if candidates else None
+    def skip(self, block: bytes | str) -> bool:
+        """Take the next block of text, in which the caller found no literal occurrence,
+        without searching it: count its newlines and keep only the tail a later match may
+        need. `block` is raw bytes when pure ASCII (then not even decoded), else its decoded
+        text. Returns False (nothing done) when that is not safe here; then `feed` it."""
+        p = self.plan
+        f = self.finder
+        if f is None or not self.prefilter or self._pending or self._occ or p.behind is None:
+            return False
+        raw = isinstance(block, bytes)
+        newline: bytes | str = b"\n" if raw else "\n"
+        n = len(block)
+        end = self._end
+        # An occurrence straddling the old text and the block? In decoded text, also one
+        # starting at the block's first character, whose bytes may have begun in the last
+        # block (the byte search saw them split).
+        head = self._buf[max(self._occ_from, self._pos) - self._base :]
+        piece = block[: f.longest - 1] if raw else block[: f.longest]
+        head += piece.decode("ascii") if isinstance(piece, bytes) else piece
+        if f.find(head, 0, len(head)):
+            return False
+        # Every match now contains an occurrence starting at or after `first`, so attempts
+        # starting before `decided` cannot match.
+        first = max(end + n - f.longest + 1, self._occ_from)
+        decided = self._pos
+        if p.lead is not None:
+            decided = max(decided, first - p.lead)
+        stop_back = self._stop_back_bytes if raw else self._stop_back
+        if stop_back is not None and p.lead != 0 and first > end:
+            m = stop_back.search(block, 0, first - end)  # type: ignore[arg-type]
+            if m is not None:
+                decided = max(decided, end + m.start() + 1)
+        decided = min(decided, end + n)
+        line_start = block.rfind(newline, 0, max(0, decided - end)) + 1 + end  # type: ignore[arg-type]
+        if line_start <= end:
+            line_start = self._line_start(min(decided, end))
+        keep = min(decided - p.behind - 1, max(line_start, decided - LINE_CUT - 1))
+        if keep < end:
+            return False  # the old text is still needed: not worth a special case
+        self.guard.refill(n)
+        self._count_lines_to(end)
+        cut = keep - end
+        self._nl_count += count_newlines(block, 0, cut)
+        last = block.rfind(newline, 0, cut)  # type: ignore[arg-type]
+        if last >= 0:
+            self._last_nl = end + last
+        self._nl_pos = keep
+        tail = block[cut:]
+        self._buf = tail.decode("ascii") if isinstance(tail, bytes) else tail
+        self._base = keep
+        self._pos = decided
+        self._occ_from = first
+        self._seen = keep
+        self._last_stop = -1
+        self._fences.clear()
+        return True
 
-    def _commit(self, horizon: int) -> None:
-        """Decide every attempt starting before `horizon`: pend its matches, advance `_pos`."""
+    @property
+    def settled_lines(self) -> int:
+        """Every match starting on a line numbered at most this has been returned."""
+        if self.closed:
+            return self._nl_count + 1
+        if self._pending:
+            return self._pending[0][3] - 1
+        if self._pos < self._nl_pos:  # cannot happen without pending matches; stay safe
+            return 0
+        return self._nl_count + self._buf.count(
+            "\n", self._nl_pos - self._base, self._pos - self._base
+        )
+
+    # -- deciding ----------------------------------------------------------------------------
+
+    def _find_occurrences(self, final: bool = False) -> None:
+        """Record the occurrences lying whole in the text new since the last call. Those
+        starting before the new `_occ_from` are then all known; a shorter literal near the
+        end may be recorded earlier (`_occ_last` keeps it from being recorded twice)."""
+        f = self.finder
+        if f is None:
+            return
+        start = max(self._occ_from, self._pos)
+        base = self._base
+        found = [
+            (first + base, last + base)
+            for first, last in f.find(self._buf, start - base, self._end - base)
+            if first + base > self._occ_last
+        ]
+        if found:
+            self._occ += found
+            self._occ_last = found[-1][0]
+            self.occurrences += len(found)
+        self._occ_from = max(self._occ_from, self._end if final else self._end - f.longest + 1)
+
+    def _track(self) -> None:
+        """Record the stops and fence characters of the text new since the last call."""
+        top = self._end - PEEK  # characters at least PEEK before the end
+        lo = max(self._seen, self._base)
+        if top <= lo:
+            return
+        base = self._base
+        if self._stop_back is not None:
+            m = self._stop_back.search(self._buf, lo - base, top - base)
+            if m is not None:
+                self._last_stop = base + m.start()
+        if self.plan.fence is not None:
+            c = self.plan.fence[0]
+            found: list[int] = []
+            hi = top - base
+            while len(found) < self._fence_n:
+                i = self._buf.rfind(c, lo - base, hi)
+                if i < 0:
+                    break
+                found.append(base + i)
+                hi = i
+            self._fences.extend(reversed(found))
+        self._seen = top
+
+    def _horizon(self) -> tuple[int, int] | None:
+        """(h, limit): attempts starting before h examine only text before limit; or None."""
+        p = self.plan
+        best: tuple[int, int] | None = None
+        if p.width is not None and p.behind is not None:
+            best = (self._end - p.width, self._end)
+        if p.behind is None:
+            return best
+        if self._last_stop >= 0:
+            candidate = (self._last_stop + 1, self._last_stop + PEEK + 1)
+            if best is None or candidate[0] > best[0]:
+                best = candidate
+        if p.fence is not None and len(self._fences) == self._fence_n:
+            candidate = (self._fences[0] + 1, self._fences[-1] + PEEK + 1)
+            if best is None or candidate[0] > best[0]:
+                best = candidate
+        return best
+
+    def _worth_searching(self) -> bool:
+        """A search that can only start at `_pos` runs again over the text it already saw:
+        run it only once the new text is as long as that (amortised linear work)."""
+        if self.plan.restartable:
+            return True
+        behind = self._end - self._pos
+        if self._end - self._searched >= self._searched - self._pos or 2 * behind > self.max_carry:
+            self._searched = self._end
+            return True
+        return False
+
+    def _commit(self, horizon: int, limit: int) -> None:
+        """Decide every attempt starting before `horizon` (each examines text before `limit`):
+        pend its matches, advance `_pos`."""
+        found, resume = self.guard.run(lambda t: self._search(horizon, limit, t))
+        for start, end, text in found:
+            self._pend(start, end, text)
+        if self.plan.restartable:
+            self._pos = max(resume, min(horizon, self._end))
+        else:
+            self._pos = resume
+        self._drop_decided_occurrences()
+
+    def _drop_decided_occurrences(self) -> None:
+        """An occurrence starting before `_pos` is only in matches that start before it."""
+        k = 0
+        while k < len(self._occ) and self._occ[k][1] < self._pos:
+            k += 1
+        del self._occ[:k]
+
+    def _search(self, horizon: int, limit: int, timeout: float | None) -> tuple[list[Match], int]:
         base = self._base
         resume = self._pos
-        # Charged in this thread's CPU time: the matching of this file, not what other
-        # threads (downloads, other files) burn meanwhile. `regex` checks its own timeout
-        # against process CPU time, so within one call it may fire early, never late.
-        started = time.thread_time()
-        budget = self._budget
-        try:
-            if budget is not None and budget <= 0:
-                raise TimeoutError("regex timed out")
-            for m in self.pattern.finditer(self._buf, self._pos - base, timeout=budget):
-                start, end = m.span()
-                if start + base >= horizon:
+        found: list[Match] = []
+        for m in self.pattern.finditer(self._buf, self._pos - base, limit - base, timeout=timeout):
+            start, end = m.span()
+            if start + base >= horizon:
+                break
+            resume = end + base
+            if start != end:
+                found.append((start + base, end + base, m.group()))
+        return found, resume
+
+    def _commit_superset(self, horizon: int, limit: int) -> None:
+        """`_commit` for pure-ASCII text, regex run only where RE2 found a match of the
+        pattern's superset (`analysis.re2_superset`): every match of the pattern starts
+        inside one of those, or at its start, so [a, b - 1] of each RE2 match [a, b) holds
+        all the starts worth an attempt. Matches are never empty here (the superset matches
+        no empty string), so the windows' search applies."""
+        base = self._base
+        data = self._buf.encode("ascii")
+        windows: list[tuple[int, int, int]] = []
+        for m in self._superset.finditer(data, self._pos - base, limit - base):  # type: ignore[union-attr]
+            first = m.start() + base
+            if first >= horizon:
+                break
+            last = min(m.end() - 1 + base, horizon - 1)
+            bound = self._window_bound(last)
+            stop = limit if bound is None else min(bound, limit)
+            if windows and first <= windows[-1][1] + 1:
+                lo, hi, endpos = windows[-1]
+                windows[-1] = (lo, max(hi, last), max(endpos, stop))
+            else:
+                windows.append((first, last, stop))
+        found: list[Match] = []
+        resume = self._pos
+        if windows:
+            found, resume = self.guard.run(lambda t: self._search_windows(windows, t))
+        for start, end, text in found:
+            self._pend(start, end, text)
+        self._pos = max(resume, horizon)
+
+    def _commit_windows(self, classic: tuple[int, int] | None, final: bool = False) -> None:
+        """The prefilter's commit: decide the attempts that cannot reach a literal occurrence
+        without running `regex`, and run it only in windows around the occurrences.
+
+        Attempts before the classic horizon are decided as in `_commit`. Past it, with a
+        bounded `lead`, an attempt at p can only match with an occurrence in [p, p + lead]:
+        with none there (all occurrences before `_occ_from` are known) it fails; in a window
+        [i - lead, i] it is decided when the window's own bound (width, the stop after i, the
+        n-th fence after i) is in the text.
+        """
+        p = self.plan
+        f = self.finder
+        assert f is not None
+        end = self._end
+        horizon, limit = classic if classic is not None else (self._pos, self._pos)
+        open_from = None if final or p.lead is None else self._occ_from - p.lead
+        windows: list[tuple[int, int, int]] = []
+        for first, i in self._occ:
+            lo = self._window_start(first)
+            bound = end if final else self._window_bound(i)
+            if bound is None and lo >= horizon:
+                if open_from is not None:  # a bounded lead: attempts from lo on stay open
+                    open_from = min(open_from, lo)
+                break
+            stop = limit if bound is None else bound
+            hi = i if bound is not None else min(i, horizon - 1)
+            if windows and lo <= windows[-1][1] + 1:
+                first, last, endpos = windows[-1]
+                windows[-1] = (first, max(last, hi), max(endpos, stop))
+            else:
+                windows.append((lo, hi, stop))
+        if open_from is not None:
+            horizon = max(horizon, min(open_from, end))
+        if horizon <= self._pos:
+            return
+        windows = [(lo, min(hi, horizon - 1), e) for lo, hi, e in windows if lo < horizon]
+        found: list[Match] = []
+        resume = self._pos
+        if not self.prefilter:
+            found, resume = self.guard.run(lambda t: self._search(horizon, end, t))
+        elif windows:
+            found, resume = self.guard.run(lambda t: self._search_windows(windows, t))
+        for start, stop_, text in found:
+            self._pend(start, stop_, text)
+        self._pos = max(resume, horizon)
+        self._drop_decided_occurrences()
+
+    def _window_start(self, i: int) -> int:
+        """The earliest start of a match containing the occurrence at `i`."""
+        lead = self.plan.lead
+        if lead is not None:
+            return max(self._pos, i - lead)
+        assert self._stop_back is not None  # the prefilter needs a lead or stops
+        back = self._stop_back.search(self._buf, self._pos - self._base, i - self._base)
+        return self._pos if back is None else back.start() + self._base + 1
+
+    def _window_bound(self, i: int) -> int | None:
+        """An end (exclusive) of what every attempt starting at or before `i` examines, when
+        the text already holds it; else None."""
+        p = self.plan
+        base = self._base
+        top = self._end - PEEK  # a bound character must be followed by PEEK characters
+        if p.width is not None and i + p.width <= self._end:
+            return i + p.width  # seldom beaten, and free
+        bounds = []
+        if self._stop_re is not None:
+            m = self._stop_re.search(self._buf, i - base, top - base)
+            if m is not None:
+                bounds.append(m.start() + base + PEEK + 1)
+        if p.fence is not None:
+            c, n = p.fence
+            j = i - base - 1
+            for _ in range(n):
+                j = self._buf.find(c, j + 1, top - base)
+                if j < 0:
+                    break
+            else:
+                bounds.append(j + base + PEEK + 1)
+        return min(bounds) if bounds else None
+
+    def _search_windows(
+        self, windows: list[tuple[int, int, int]], timeout: float | None
+    ) -> tuple[list[Match], int]:
+        # Matches here contain a literal, so they are never empty: a window of one start is
+        # one anchored attempt (`match`), as finditer would make it.
+        base = self._base
+        buf = self._buf
+        finditer = self.pattern.finditer
+        match = self.pattern.match
+        resume = self._pos
+        found: list[Match] = []
+        started = time.process_time()
+        left = timeout
+        for n, (first, last, endpos) in enumerate(windows):
+            if resume > last:
+                continue
+            if timeout is not None and n % 8 == 7:  # the clock is a system call
+                left = timeout - (time.process_time() - started)
+                if left <= 0:
+                    raise TimeoutError("regex timed out")
+            start = max(first, resume)
+            if start == last:
+                m = match(buf, start - base, endpos - base, timeout=left)
+                if m is not None:
+                    resume = m.end() + base
+                    found.append((start, resume, m.group()))
+                continue
+            for m in finditer(buf, start - base, endpos - base, timeout=left):
+                begin, end = m.span()
+                if begin + base > last:
                     break
                 resume = end + base
-                if start != end:
-                    self._pend(start + base, end + base, m.group())
-        except TimeoutError as exc:
-            self._budget = 0
-            raise ScanTimeout(
-                f"the pattern ran out of its regex time budget near offset {resume}"
-            ) from exc
-        finally:
-            if budget is not None:
-                self._budget = max(0.0, (self._budget or 0) - (time.thread_time() - started))
-        self._pos = max(resume, min(horizon, self._end))
+                found.append((begin + base, end + base, m.group()))
+        return found, resume
+
+    # -- reporting ---------------------------------------------------------------------------
 
     def _pend(self, start: int, end: int, text: str) -> None:
         # Matches come in order, so line numbers are counted incrementally.
@@ -339,9 +823,14 @@ class Scanner:
     def _flush_pending(self, hits: list[Hit], *, final: bool) -> None:
         """Turn the pending matches whose line is known into hits (all of them when `final`)."""
         done = 0
+        nl = -1  # the newline ending the line of the match at hand (-1: none in the buffer)
         for start, end, text, line_number, line_start in self._pending:
-            nl = self._buf.find("\n", start - self._base)
-            if nl >= 0:
+            if nl < start - self._base:
+                # Searched once per line, not once per match: a minified line holds many.
+                nl = self._buf.find("\n", start - self._base)
+                if nl < 0:
+                    nl = len(self._buf) + 1  # no newline after here: later matches neither
+            if nl <= len(self._buf) - 1:
                 line = self._line(start, line_start, self._base + nl, complete=True)
             elif final:
                 line = self._line(start, line_start, self._end, complete=True)
@@ -355,8 +844,8 @@ class Scanner:
         del self._pending[:done]
 
     def _line(self, start: int, line_start: int, line_end: int, *, complete: bool) -> str:
-        """The `line` of a match (docs/records.md): the whole line when at most LINE_CUT characters,
-        else LINE_CUT characters of it starting at most LINE_LEAD before the match.
+        """The `line` of a match: the whole line when at most LINE_CUT characters, else
+        LINE_CUT characters of it starting at most LINE_LEAD before the match.
         `line_end` is exact when `complete`, else a lower bound past the cut."""
         base = self._base
         if complete and line_end > line_start and self._buf[line_end - base - 1] == "\r":
@@ -368,13 +857,16 @@ class Scanner:
         cut = max(cut, base)  # only after an overflow can the line's start be gone
         return self._buf[cut - base : min(line_end, cut + LINE_CUT) - base]
 
+    # -- forgetting --------------------------------------------------------------------------
+
     def _trim(self, hits: list[Hit]) -> None:
         """Drop the text no longer needed; past `max_carry`, commit by force and flag it."""
         if self._end - self._keep_for_matching() > self.max_carry:
             forced = self._end - self.max_carry
             self.overflowed = True
             if forced > self._pos:
-                self._commit(forced)
+                self._commit(forced, self._end)
+                self._pos = max(self._pos, forced)
             # Lines of pending matches are cut at what is left; the file is flagged anyway.
             self._flush_pending(hits, final=True)
             keep = max(self._keep(), forced - LINE_CUT - 1)
@@ -384,6 +876,11 @@ class Scanner:
             self._count_lines_to(keep)
             self._buf = self._buf[keep - self._base :]
             self._base = keep
+            self._seen = max(self._seen, keep)
+            if self._last_stop < keep:
+                self._last_stop = -1
+            while self._fences and self._fences[0] < keep:
+                self._fences.popleft()
 
     def _keep_for_matching(self) -> int:
         """The oldest offset a later match attempt may examine (its look-behind context)."""
@@ -406,7 +903,7 @@ class Scanner:
             return
         lo = self._nl_pos - self._base
         hi = pos - self._base
-        self._nl_count += self._buf.count("\n", lo, hi)
+        self._nl_count += count_newlines(self._buf, lo, hi)
         i = self._buf.rfind("\n", lo, hi)
         if i >= 0:
             self._last_nl = self._base + i
@@ -418,15 +915,44 @@ class Scanner:
         return self._base + i + 1 if i >= 0 else self._last_nl + 1
 
 
+Match = tuple[int, int, str]
+
+
+def _class_regex(chars: str, reverse: bool = False) -> regex.Pattern[str] | None:
+    """A pattern matching any one of the ASCII `chars` (searching backwards when `reverse`);
+    None when `chars` is empty."""
+    if not chars:
+        return None
+    body = "[" + "".join(f"\\x{ord(c):02x}" for c in chars) + "]"
+    return regex.compile(("(?r)" if reverse else "") + body)
+
+
+def _class_regex_bytes(chars: str) -> regex.Pattern[bytes] | None:
+    """`_class_regex(chars, reverse=True)` for bytes."""
+    if not chars:
+        return None
+    body = "[" + "".join(f"\\x{ord(c):02x}" for c in chars) + "]"
+    return regex.compile(("(?r)" + body).encode())
+
+
+# -- the file scanner ---------------------------------------------------------------------------
+
+
 class FileScanner:
     """Bytes in, hits out: binary sniffing, incremental UTF-8 decoding, then `Scanner`.
 
     A file is binary when a NUL byte occurs in its first `BINARY_SNIFF_BYTES` bytes: it is
     never reported (`binary` is True and every call returns no hits). Until those bytes are
-    seen, bytes are scanned as they come but their hits are held back. Decoding is UTF-8
-    with invalid bytes replaced and a leading BOM dropped (as `utf-8-sig` does),
-    incremental so a character split across pieces decodes whole. `timeout` is the file's
-    regex budget in CPU seconds (None: none).
+    seen, hits are held back. Decoding is UTF-8 with invalid bytes replaced and a leading BOM
+    dropped (as `utf-8-sig` does), incremental so a character split across pieces decodes
+    whole. Bytes are gathered into blocks of at least `block` bytes, or until a line can
+    settle (`PEEK` + 1 bytes past a newline), before any work: tiny pieces do not each pay a
+    search. `timeout` is the file's regex
+    budget (see `Guard`; None: none). `prefilter=False` turns the literal prefilter off.
+
+    `settled_lines`: every match starting on a line numbered at most this has already been
+    returned by `feed`/`close` (0 until the file is known not to be binary; after `close`,
+    the number of lines of the file).
     """
 
     def __init__(
@@ -435,15 +961,24 @@ class FileScanner:
         *,
         max_carry: int = 1024 * 1024,
         timeout: float | None = None,
+        prefilter: bool = True,
+        block: int = BLOCK,
     ) -> None:
-        self.scanner = Scanner(pattern, max_carry=max_carry, timeout=timeout)
+        self.scanner = Scanner(pattern, max_carry=max_carry, timeout=timeout, prefilter=prefilter)
+        self.block = block
         self.binary: bool | None = None  # None until the first BINARY_SNIFF_BYTES are seen
         self._sniffed = 0
         self._held: list[Hit] = []
+        self._parts: list[bytes] = []  # gathered, not yet scanned
+        self._size = 0
+        self._first_nl: int | None = None  # offset in the gathered bytes of their first \n
         # Plain utf-8 and a BOM dropped by hand: the incremental utf-8-sig decoder loses a
         # lone b"\xef" at the end of a file, where the whole-file decode gives U+FFFD.
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._at_start = True
+        self._blocks = 0  # blocks scanned so far
+        use = self.scanner.finder is not None and prefilter
+        self._bytes = _ByteFinder.make(self.scanner.plan, pattern) if use else None
 
     @property
     def overflowed(self) -> bool:
@@ -451,10 +986,9 @@ class FileScanner:
 
     @property
     def settled_lines(self) -> int:
-        """Every match starting on a line numbered `settled_lines` or less has been returned
-        by `feed`/`close`; after `close`, every line. Lines are counted by `\n` (as in the
-        bytes). 0 while the file may still turn out binary (its hits are held back)."""
-        return self.scanner.settled_lines if self.binary is False else 0
+        if self.binary is not False or self._held:
+            return 0
+        return self.scanner.settled_lines
 
     def feed(self, data: bytes) -> list[Hit]:
         """Scan the next bytes; return the matches they made final."""
@@ -466,8 +1000,21 @@ class FileScanner:
             if b"\0" in head:
                 self.binary = True
                 self._held = []
+                self._parts = []
                 return []
-        hits = self.scanner.feed(self._decode(data))
+        if self._first_nl is None and b"\n" in data:
+            self._first_nl = self._size + data.index(b"\n")
+        self._parts.append(data)
+        self._size += len(data)
+        if self._size < self.block and (
+            self._first_nl is None or self._size - self._first_nl <= PEEK + 1
+        ):
+            return []  # a line settles PEEK + 1 characters past its newline: work then
+        self._first_nl = None
+        block = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
+        self._parts = []
+        self._size = 0
+        hits = self._scan(block)
         if self.binary is None:
             self._held += hits
             if self._sniffed < BINARY_SNIFF_BYTES:
@@ -476,9 +1023,42 @@ class FileScanner:
             hits, self._held = self._held, []
         return hits
 
+    def close(self) -> list[Hit]:
+        """The end of the file: return the remaining matches."""
+        if self.binary:
+            return []
+        self.binary = False
+        hits, self._held = self._held, []
+        block = b"".join(self._parts)
+        self._parts = []
+        hits += self.scanner.feed(self._decode(block, final=True))
+        hits += self.scanner.close()
+        return hits
+
+    def _scan(self, block: bytes) -> list[Hit]:
+        finder = self._bytes
+        self._blocks += 1
+        # Where literals occur in most blocks (an alternation of common words), the text path
+        # searches them anyway: checking the bytes first would only double the search.
+        if finder is None or 2 * self.scanner.occurrences > self._blocks:
+            return self.scanner.feed(self._decode(block))
+        if block.isascii():
+            if (
+                not self._decoder.getstate()[0]
+                and not finder.any_in(block)
+                and self.scanner.skip(block)
+            ):
+                self._at_start = False
+                return []
+            return self.scanner.feed(self._decode(block))
+        text = self._decode(block)
+        if finder.usable_on(text) and not finder.any_in(block) and self.scanner.skip(text):
+            return []
+        return self.scanner.feed(text)
+
     def _decode(self, data: bytes, final: bool = False) -> str:
-        # Most chunks are pure ASCII: decoding them whole is twice as fast as the incremental
-        # decoder, and exact when it holds no partial character from the previous chunk.
+        # Most blocks are pure ASCII: decoding them whole is twice as fast as the incremental
+        # decoder, and exact when it holds no partial character from the previous block.
         if data.isascii() and not self._decoder.getstate()[0]:
             text = data.decode("ascii")
         else:
@@ -488,13 +1068,3 @@ class FileScanner:
             if text[0] == "\ufeff":
                 text = text[1:]
         return text
-
-    def close(self) -> list[Hit]:
-        """The end of the file: return the remaining matches."""
-        if self.binary:
-            return []
-        self.binary = False
-        hits, self._held = self._held, []
-        hits += self.scanner.feed(self._decode(b"", final=True))
-        hits += self.scanner.close()
-        return hits

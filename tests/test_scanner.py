@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import regex
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
+from gistscan import scanner as scanner_module
 from gistscan.config import compile_pattern
-from gistscan.scanner import UNKNOWN_PLAN, FileScanner, Scanner, ScanTimeout, plan
+from gistscan.errors import UsageError
+from gistscan.scanner import FileScanner, Hit, Scanner, ScanTimeout, count_newlines, plan
 
 
 def oracle(pattern: regex.Pattern[str], data: bytes) -> list[tuple[object, ...]] | None:
@@ -17,29 +23,40 @@ def oracle(pattern: regex.Pattern[str], data: bytes) -> list[tuple[object, ...]]
         return None
     text = data.decode("utf-8-sig", errors="replace")
     hits = []
+    # Newlines counted once, each line found once: a file of one long line stays linear.
+    counted, lines = 0, 1
+    line_start, line_end = 0, -1
     for m in pattern.finditer(text):
         start, end = m.span()
         if start == end:
             continue
-        line_start = text.rfind("\n", 0, start) + 1
-        line_end = text.find("\n", start)
-        line = text[line_start : len(text) if line_end < 0 else line_end]
-        if line.endswith("\r"):
-            line = line[:-1]
-        if len(line) > 400:
+        lines += text.count("\n", counted, start)
+        counted = start
+        if start > line_end:
+            line_start = text.rfind("\n", 0, start) + 1
+            found = text.find("\n", start)
+            line_end = len(text) if found < 0 else found
+            whole = text[line_start:line_end].removesuffix("\r")
+        line = whole
+        if len(whole) > 400:
             cut = max(0, start - line_start - 100)
-            line = line[cut : cut + 400]
-        hits.append(
-            (start, end, text.count("\n", 0, start) + 1, start - line_start + 1, line, m.group())
-        )
+            line = whole[cut : cut + 400]
+        hits.append((start, end, lines, start - line_start + 1, line, m.group()))
     return hits
 
 
 def scan(
-    pattern: regex.Pattern[str], data: bytes, chunk: int, max_carry: int = 1 << 20
+    pattern: regex.Pattern[str],
+    data: bytes,
+    chunk: int,
+    max_carry: int = 1 << 20,
+    *,
+    block: int = 1,
+    prefilter: bool = True,
 ) -> tuple[list[tuple[object, ...]] | None, bool]:
-    """Feed `data` in `chunk`-byte pieces; return (hits as oracle tuples, overflowed)."""
-    fs = FileScanner(pattern, max_carry=max_carry)
+    """Feed `data` in `chunk`-byte pieces (each scanned as it comes unless `block` gathers
+    them); return (hits as oracle tuples, overflowed)."""
+    fs = FileScanner(pattern, max_carry=max_carry, block=block, prefilter=prefilter)
     hits = []
     for i in range(0, len(data), chunk):
         hits += fs.feed(data[i : i + chunk])
@@ -178,9 +195,9 @@ def test_plans() -> None:
     assert plan(compile_pattern(r"\w+@\w+\.com")).width is None
     assert not plan(compile_pattern(r"a\s+b")).line_local
     assert plan(compile_pattern(r"a\s+b")).width is None
-    assert plan(compile_pattern(r"\p{L}")) == UNKNOWN_PLAN
-    assert plan(compile_pattern(r"(?:ab){e<=1}")) == UNKNOWN_PLAN
-    assert plan(compile_pattern(r"[[:alpha:]]")) == UNKNOWN_PLAN
+    assert plan(compile_pattern(r"\p{L}")).width is not None
+    assert plan(compile_pattern(r"(?:ab){e<=1}")).width is not None
+    assert plan(compile_pattern(r"[[:alpha:]]")).width is not None
     assert not plan(compile_pattern(r"[^x]")).line_local
     assert not plan(compile_pattern(r"(?s).")).line_local
     assert plan(compile_pattern(r".")).line_local
@@ -340,3 +357,438 @@ def test_wide_lookbehind_keeps_its_context() -> None:
     compiled = compile_pattern(r"(?<=a{600})b")
     got, _ = scan(compiled, data, 64)
     assert got is not None and [g[0] for g in got] == [600]
+
+
+# -- scanner v2: regex's own syntax, long lines, tiny chunks, the prefilter, case folding ----
+
+# Text with the characters that make case folding and decoding hard: the Kelvin sign (folds
+# to k), the long s (to s), sharp s (to ss under full folding), astral, U+FFFD, quotes.
+WIDE_ALPHABET = "ab \nx@.cAZ01é\r€kK\u212as\u017fßS\"':;_😀\ufffd"
+
+REGEX_ONLY = [
+    r"(?<key>ab[0-9A-Z]{2})",
+    r"\p{Lu}{2}[0-9]",
+    r"\p{L}+",
+    r"[[:upper:]]{2}",
+    r"[[:digit:]]+",
+    r"(?:ab){e<=1}",
+    r"(?:abc){i<=1}",
+    r"(?:AKIA[0-9A-Z]{2}){e<=1}",
+    r"(?>a+)b",
+    r"a++b",
+    r"(?i:k)s",
+    r"(?i)\u212a",
+    "(?i)\u017f",
+    r"(?fi)ss",
+    r"(?fi)ß",
+    r"(?i)straße",
+    r"(?a)\w+",
+    r"\X",
+    r"(?w)\bab\b",
+    r"(?p)a|ab",
+    r"\m\w+\M",
+    r"(?|(a)|(b))\1",
+    r"(a)?(?(1)b|c)",
+    r"(?<=\p{L})\d",
+    r"(?<![[:alpha:]])ab",
+    r"\w+@\w+\.com",
+    r"apiKey\d+",
+    r'"token":\s*"[^"]*"',
+    r"\w+",
+    r"SECRET_\d+",
+    r"password|secret|token",
+    r"(?i)password|secret|K",
+    r"(?i)import requests",
+    r"[A-Z][a-z]+[0-9]{3}",
+    r"a\s+b",
+    r"ab|b\n|\nc",
+    "\ufffd",
+    r"😀+",
+]
+
+
+def scan_scanner_v2(
+    compiled: regex.Pattern[str],
+    data: bytes,
+    pieces: list[int],
+    *,
+    block: int,
+    prefilter: bool,
+    max_carry: int = 1 << 20,
+) -> tuple[list[tuple[object, ...]] | None, bool]:
+    """Feed `data` in pieces whose sizes cycle through `pieces`; check settled_lines after
+    every piece (a match on a settled line has been returned); return (hits, overflowed)."""
+    fs = FileScanner(compiled, max_carry=max_carry, block=block, prefilter=prefilter)
+    expected = oracle(compiled, data) or []
+    hits: list[Hit] = []
+    settled_upto = 0  # expected[:settled_upto] lie on settled lines: all must be returned
+    i = 0
+    k = 0
+    while i < len(data):
+        n = pieces[k % len(pieces)]
+        hits += fs.feed(data[i : i + n])
+        i += n
+        k += 1
+        settled = fs.settled_lines
+        while settled_upto < len(expected) and expected[settled_upto][2] <= settled:  # type: ignore[operator]
+            settled_upto += 1
+        if not fs.overflowed:
+            assert len(hits) >= settled_upto
+            assert hits[settled_upto - 1 : settled_upto] == [
+                Hit(*e)
+                for e in expected[settled_upto - 1 : settled_upto]  # type: ignore[misc]
+            ]
+    hits += fs.close()
+    if fs.binary:
+        return None, fs.overflowed
+    assert fs.settled_lines == data.decode("utf-8", "replace").count("\n") + 1
+    return [(h.start, h.end, h.line_number, h.column, h.line, h.text) for h in hits], fs.overflowed
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pattern=st.sampled_from(REGEX_ONLY + PATTERNS),
+    text=st.text(alphabet=WIDE_ALPHABET, max_size=300),
+    pieces=st.lists(st.integers(min_value=1, max_value=7), min_size=1, max_size=4),
+    block=st.sampled_from([1, 5, 64, 65536]),
+    prefilter=st.booleans(),
+    ignore_case=st.booleans(),
+)
+@example(pattern="(?i)\u017f", text="s S", pieces=[1], block=1, prefilter=True, ignore_case=False)
+@example(pattern=r"(?i)\u212a", text="k K", pieces=[2], block=1, prefilter=True, ignore_case=False)
+@example(pattern=r"(?:ab){e<=1}", text="a b\nab\nxab ab", pieces=[1], block=1, prefilter=True,
+         ignore_case=False)  # fmt: skip
+def test_property_regex_syntax_tiny_chunks_prefilter(
+    pattern: str, text: str, pieces: list[int], block: int, prefilter: bool, ignore_case: bool
+) -> None:
+    """regex-only syntax, pieces of 1-7 bytes, blocks of any size, the prefilter on and off,
+    -i and non-ASCII text: the whole-text answer, never an overflow."""
+    compiled = compile_pattern(pattern, ignore_case=ignore_case)
+    data = text.encode()
+    got, overflowed = scan_scanner_v2(compiled, data, pieces, block=block, prefilter=prefilter)
+    assert not overflowed
+    assert got == oracle(compiled, data)
+
+
+# Tokens of a minified bundle: words, numbers, keys, quotes, separators, non-ASCII.
+_TOKENS = st.sampled_from(
+    ["apiKey", "7", "42", ";", " ", "SECRET_", '"token": "', '"', "x", "é", "K", "\u017f", ","]
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pattern=st.sampled_from(
+        [r"\w+", r"apiKey\d+", r'"token":\s*"[^"]*"', r"SECRET_\d+", r"(?i)apikey\d", r"\d+;"]
+    ),
+    unit=st.lists(_TOKENS, min_size=1, max_size=12),
+    repeat=st.integers(min_value=1, max_value=4000),
+    pieces=st.lists(st.integers(min_value=1, max_value=9000), min_size=1, max_size=3),
+    block=st.sampled_from([1, 4096, 65536]),
+    prefilter=st.booleans(),
+)
+def test_property_one_long_line_is_exact_without_overflow(
+    pattern: str, unit: list[str], repeat: int, pieces: list[int], block: int, prefilter: bool
+) -> None:
+    """One line of up to ~100 KB, with separators the pattern cannot cross, scanned with a
+    max_carry of 1,000: the whole-text answer and no carry_overflow."""
+    body = ";".join(unit) + ";"  # a separator every few tokens: real attempts stay short
+    data = (body * repeat).encode()
+    compiled = compile_pattern(pattern)
+    got, overflowed = scan_scanner_v2(
+        compiled, data, pieces, block=block, prefilter=prefilter, max_carry=1000
+    )
+    assert not overflowed
+    assert got == oracle(compiled, data)
+
+
+def bundle(size: int, *, seed: int = 8) -> bytes:
+    """A minified bundle: `;`-separated words and numbers on one line, `apiKey<N>`, string
+    literals and `SECRET_<N>` among them, then one newline."""
+    rng = random.Random(seed)
+    words = ["this", "z", "token", "y", "if", "apiKey", "return", "else", "for", "null", "var"]
+    out = []
+    total = 0
+    while total < size:
+        word = rng.choice(words)
+        if rng.random() < 0.01:
+            word = f'"token": "{rng.randrange(10**6)}"'
+        elif rng.random() < 0.005:
+            word = "SECRET_"
+        piece = f"{word}{rng.randrange(100)};"
+        out.append(piece)
+        total += len(piece)
+    return ("".join(out) + "\n").encode()
+
+
+@pytest.mark.parametrize("pattern", [r"\w+", r"apiKey\d+", r'"token":\s*"[^"]*"', r"SECRET_\d+"])
+def test_a_three_megabyte_line_is_exact_without_overflow(pattern: str) -> None:
+    """Case 08 at full size: one 3 MB line, default settings and a 2,000-character max_carry,
+    gives the whole-text matches with no carry_overflow."""
+    data = bundle(3_000_000)
+    compiled = compile_pattern(pattern)
+    expected = oracle(compiled, data)
+    assert expected
+    for max_carry, chunk in ((1 << 20, 65536), (2000, 7000)):
+        fs = FileScanner(compiled, max_carry=max_carry, timeout=2.0)
+        hits: list[Hit] = []
+        for i in range(0, len(data), chunk):
+            hits += fs.feed(data[i : i + chunk])
+        hits += fs.close()
+        assert not fs.overflowed
+        assert [(h.start, h.end, h.line_number, h.column, h.line, h.text) for h in hits] == expected
+
+
+def test_case_07_regex_only_syntax_keeps_a_small_carry() -> None:
+    """Case 07: a 120-line log with 3 keys; each regex-only spelling of the 20-character
+    pattern finds the 3 keys with a 2,000-character max_carry and no overflow."""
+    lines = [f"line {i}: plain text here, nothing to see" for i in range(120)]
+    for i in (0, 40, 80):
+        lines[i] += " AWS_KEY=AKIAABCDEFGHIJKLMNOP"
+    data = ("\n".join(lines) + "\n").encode()
+    for pattern in [
+        r"(?<key>AKIA[0-9A-Z]{16})",
+        r"\p{Lu}{4}[0-9A-Z]{16}",
+        r"[[:upper:]]{4}[0-9A-Z]{16}",
+        r"(?:AKIA[0-9A-Z]{16}){e<=1}",
+        r"(?P<key>AKIA[0-9A-Z]{16})",
+    ]:
+        compiled = compile_pattern(pattern)
+        for pieces in ([1], [7], [64], [4096]):
+            got, overflowed = scan_scanner_v2(
+                compiled, data, pieces, block=1, prefilter=True, max_carry=2000
+            )
+            assert not overflowed, pattern
+            assert got == oracle(compiled, data), pattern
+            assert got is not None
+            # Fuzzy matching takes the `=` before the key as an insertion, as finditer does.
+            assert [(g[2], g[5][-20:]) for g in got] == [
+                (n + 1, "AKIAABCDEFGHIJKLMNOP") for n in (0, 40, 80)
+            ], pattern
+
+
+def test_settled_lines_grows_and_covers_the_file_after_close() -> None:
+    """settled_lines is 0 before anything is known, grows as lines are decided, and counts
+    every line after close (a lower bound: matches on settled lines were all returned)."""
+    fs = FileScanner(compile_pattern("needle"), block=1)
+    assert fs.settled_lines == 0
+    seen = [fs.settled_lines]
+    for i in range(3000):
+        fs.feed(f"line {i} {'needle' if i % 7 == 0 else 'hay'}\n".encode())
+        seen.append(fs.settled_lines)
+    assert seen == sorted(seen)
+    assert seen[-1] >= 2990  # all but the lines a live attempt may still examine
+    fs.close()
+    assert fs.settled_lines == 3001
+
+
+def test_settled_lines_waits_for_a_match_whose_line_is_incomplete() -> None:
+    """A decided match whose line has not ended is not returned yet: its line is not settled."""
+    fs = FileScanner(compile_pattern("needle"), block=1)
+    assert fs.feed(b"a\n" * 8192) == []
+    settled = fs.settled_lines
+    hits = fs.feed(b"b needle and more")
+    assert hits == [] and fs.settled_lines <= 8192
+    assert settled <= fs.settled_lines
+    hits = fs.close()
+    assert [(h.line_number, h.line) for h in hits] == [(8193, "b needle and more")]
+
+
+def test_tiny_pieces_of_a_five_megabyte_file_stay_exact_and_within_budget() -> None:
+    """7-byte pieces of a 5 MiB file cost what big ones cost: exact, no regex_timeout at the
+    default budget."""
+    text = "".join(f"{i} some text here and an import requests\n" for i in range(120_000))
+    data = text.encode()[: 5 * 1024 * 1024]
+    compiled = compile_pattern("import requests")
+    fs = FileScanner(compiled, timeout=2.0)
+    hits: list[Hit] = []
+    for i in range(0, len(data), 7):
+        hits += fs.feed(data[i : i + 7])
+    hits += fs.close()
+    assert [(h.start, h.line_number) for h in hits] == [
+        (e[0], e[2]) for e in oracle(compiled, data) or []
+    ]
+
+
+def test_budget_grows_with_the_bytes_read() -> None:
+    """A linear pattern on a big file never runs out of a budget far smaller than its total
+    matching time: each MiB read adds one budget."""
+    compiled = compile_pattern(r"(?:\w+\s+){3}\d+")  # slow but linear
+    line = b"alpha beta gamma delta epsilon zeta eta theta iota kappa lambda 12\n"
+    mib = line * (1024 * 1024 // len(line))
+
+    def cpu_to_scan(copies: int, timeout: float | None) -> float:
+        started = time.thread_time()
+        fs = FileScanner(compiled, timeout=timeout)
+        for _ in range(copies):
+            fs.feed(mib)
+        fs.close()
+        return time.thread_time() - started
+
+    budget = 3 * cpu_to_scan(1, None)  # three times what one MiB needs
+    assert cpu_to_scan(8, budget) > budget  # eight MiB took more than one budget, and passed
+
+
+def test_catastrophic_pattern_stops_once_its_budget_is_spent() -> None:
+    """(a|aa)+$ on lines of a's then b runs out of its budget and raises ScanTimeout."""
+    compiled = compile_pattern(r"(a|aa)+$")
+    fs = FileScanner(compiled, timeout=0.3, block=1)
+    with pytest.raises(ScanTimeout):
+        fs.feed((b"a" * 40 + b"b\n") * 5)
+        fs.close()
+
+
+def test_the_budget_is_this_threads_cpu_time() -> None:
+    """Four files that each need a good part of their budget pass when matched on four
+    threads at once (on fewer cores): another thread's CPU time is not charged to a file,
+    though `regex`'s own timeout counts the whole process's (four times as fast here)."""
+    compiled = compile_pattern(r"(?:a|aa)+$")
+    data = (b"a" * 22 + b"b\n") * 120
+    started = time.thread_time()
+    alone = FileScanner(compiled)
+    alone.feed(data)
+    alone.close()
+    need = time.thread_time() - started  # one file's matching, alone
+    budget = need * 2.5
+
+    def run(_: int) -> int:
+        fs = FileScanner(compiled, timeout=budget)
+        return len(fs.feed(data) + fs.close())
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert list(pool.map(run, range(4))) == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "construct"),
+    [
+        ("(?r)needle", "(?r)"),
+        ("needle(?r)", "(?r)"),
+        ("(?R)", "(?R)"),
+        ("(a)(?1)", "(?1)"),
+        ("(?<n>a)(?&n)", "(?&name)"),
+        (r"\Gab", r"\G"),
+        (r"a\Kb", r"\K"),
+        ("a(*SKIP)(*FAIL)|b", "(*SKIP)"),
+        ("(?b)(?:ab){e<=1}", "(?b)"),
+        ("(?e)(?:ab){e<=1}", "(?e)"),
+    ],
+)
+def test_unsupported_constructs_are_refused_by_name(pattern: str, construct: str) -> None:
+    """Constructs a streaming search cannot honour are refused with a one-line message
+    naming them."""
+    with pytest.raises(UsageError) as caught:
+        compile_pattern(pattern)
+    assert construct in caught.value.message
+    assert "\n" not in caught.value.message
+
+
+def test_prefilter_literals_and_stops_of_the_issue_patterns() -> None:
+    """The analysis finds what the prefilter and the long-line horizons need."""
+    assert plan(compile_pattern("import requests")).literals == ("import requests",)
+    alternation = plan(compile_pattern("password|secret|token|api_key|private_key"))
+    assert set(alternation.literals) == {"password", "secret", "token", "api_key", "private_key"}
+    email = plan(compile_pattern(r"\w+@\w+\.com"))
+    assert email.literals and email.line_local and ";" in email.stops
+    assert plan(compile_pattern(r"[A-Z][a-z]+[0-9]{3}")).literals == ()
+    token = plan(compile_pattern(r'"token":\s*"[^"]*"'))
+    assert token.fence == ('"', 4) and not token.line_local  # ends at its fourth quote
+    assert plan(compile_pattern(r"\w+")).stops.count(";") == 1
+    assert plan(compile_pattern("(?i)import requests")).fold
+
+
+_LITERAL_TOKENS = st.sampled_from(
+    [
+        *["import", " ", "requests", "IMPORT", "Requests", "q", "Q", "\n", "import requests"],
+        *["é", "ImPoRt ReQuEsTs", "reqQuests", "\u212a", "s", "\u017f", "xyz" * 40],
+    ]
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    tokens=st.lists(_LITERAL_TOKENS, max_size=400),
+    pattern=st.sampled_from(["import requests", "q", "requests|import", r"\w*q\w*", "ks"]),
+    ignore_case=st.booleans(),
+    block=st.sampled_from([1, 50, 700, 65536]),
+    piece=st.integers(min_value=1, max_value=3000),
+)
+def test_property_literal_search_in_raw_blocks(
+    tokens: list[str], pattern: str, ignore_case: bool, block: int, piece: int
+) -> None:
+    """Blocks of raw bytes skipped by the literal search (rare byte, case variants, the
+    Kelvin sign and the long s next to ASCII) lose no match."""
+    data = "".join(tokens).encode()
+    compiled = compile_pattern(pattern, ignore_case=ignore_case)
+    got, overflowed = scan_scanner_v2(compiled, data, [piece], block=block, prefilter=True)
+    assert not overflowed
+    assert got == oracle(compiled, data)
+
+
+@pytest.mark.parametrize("pattern", ["(?fi:ß)", "x(?fi:ß)", "(?i:(?f)ß)", "(?fi)ß", "(?i:\u017f)"])
+def test_scoped_full_case_folding(pattern: str) -> None:
+    """Full case folding in a scoped group still finds `ss` for `ß` in raw ASCII blocks."""
+    data = ("aaa xss yyy xSS\n" * 5000).encode()
+    compiled = compile_pattern(pattern)
+    expected = oracle(compiled, data)
+    assert expected
+    for block in (1, 4096, 65536):
+        got, overflowed = scan_scanner_v2(compiled, data, [777], block=block, prefilter=True)
+        assert not overflowed and got == expected
+
+
+@pytest.mark.parametrize("with_numpy", [True, False])
+def test_count_newlines_with_and_without_numpy(
+    with_numpy: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The newline counter gives str.count's answer on bytes, ASCII and non-ASCII text, with
+    numpy (the speed extra) and without it."""
+    if not with_numpy:
+        monkeypatch.setattr(scanner_module, "_np", None)
+    rng = random.Random(5)
+    for _ in range(50):
+        text = "".join(rng.choice("ab\n\n é€😀") for _ in range(rng.randrange(20000)))
+        lo = rng.randrange(len(text) + 1)
+        hi = rng.randrange(lo, len(text) + 1)
+        assert count_newlines(text, lo, hi) == text.count("\n", lo, hi)
+        ascii_text = text.encode("ascii", "ignore").decode()
+        lo, hi = min(lo, len(ascii_text)), min(hi, len(ascii_text))
+        assert count_newlines(ascii_text, lo, hi) == ascii_text.count("\n", lo, hi)
+        data = text.encode()
+        assert count_newlines(data, 0, len(data)) == data.count(b"\n")
+        assert count_newlines(data, len(data) // 3, len(data) // 2) == data.count(
+            b"\n", len(data) // 3, len(data) // 2
+        )
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pattern=st.one_of(st.sampled_from(REGEX_ONLY + PATTERNS), random_patterns),
+    text=st.text(alphabet="ab xAZ01\n@.;_-\"'\t", max_size=400),
+    pieces=st.lists(st.integers(min_value=1, max_value=60), min_size=1, max_size=3),
+    block=st.sampled_from([1, 16, 65536]),
+    ignore_case=st.booleans(),
+)
+def test_property_re2_superset_filter_on_ascii_text(
+    pattern: str, text: str, pieces: list[int], block: int, ignore_case: bool
+) -> None:
+    """On pure-ASCII text, patterns without literals run regex only where their RE2
+    superset matched (when google-re2 is installed): the whole-text answer all the same."""
+    try:
+        compiled = compile_pattern(pattern, ignore_case=ignore_case)
+    except UsageError:
+        assume(False)
+        raise
+    data = text.encode()
+    got, overflowed = scan_scanner_v2(compiled, data, pieces, block=block, prefilter=True)
+    assert not overflowed
+    assert got == oracle(compiled, data)
+
+
+def test_re2_superset_filter_is_used_for_patterns_without_literals() -> None:
+    """The no-literal patterns of the benchmarks get an RE2 filter when re2 is installed."""
+    pytest.importorskip("re2")
+    for pattern in (r"[A-Z][a-z]+[0-9]{3}", r"\p{Lu}{4}[0-9A-Z]{16}", r"[[:upper:]]\d+"):
+        assert Scanner(compile_pattern(pattern))._superset is not None, pattern
+    assert Scanner(compile_pattern(r"(\d)\1"))._superset is None  # a back-reference
+    assert Scanner(compile_pattern(r"a*"))._superset is None  # matches the empty string
