@@ -103,6 +103,15 @@ async def evil_stream(
             seen[1] += b'"regex_timeout"' in line
 
 
+async def cpu_seconds(session: aiohttp.ClientSession, base: str) -> float:
+    """The server process's CPU seconds so far (process_cpu_seconds_total of /metrics)."""
+    async with session.get(f"{base}/metrics") as resp:
+        for line in (await resp.text()).splitlines():
+            if line.startswith("process_cpu_seconds_total "):
+                return float(line.split()[1])
+    return float("nan")
+
+
 def users(rep: int, n: int) -> list[str]:
     return [f"r{rep}-user{k:02d}" for k in range(n)]
 
@@ -152,6 +161,7 @@ async def run(profile: Profile, progress: Callable[[str], None]) -> Section:
     fair_beside: list[float] = []
     fair_ok: list[bool] = []
     fair_timeouts: list[int] = []
+    fair_cores: list[float] = []  # the server's CPU seconds per second while they burn
     async with (
         fake_github(spec) as fake,
         gistscan_server(fake.url, **env) as base,
@@ -203,7 +213,11 @@ async def run(profile: Profile, progress: Callable[[str], None]) -> Section:
                 asyncio.create_task(evil_stream(session, base, f"r{rep}-fevil{k}", seens[k]))
                 for k in range(FAIR_EVIL)
             ]
+            cpu_before, burn_started = await cpu_seconds(session, base), now()
             await asyncio.sleep(FAIR_BURN)  # every bad search is matching by now
+            fair_cores.append(
+                (await cpu_seconds(session, base) - cpu_before) / (now() - burn_started)
+            )
             beside = await stream_search(session, base, f"r{rep}-fair-beside", PATTERN)
             if any(b.done() for b in bad_ones):
                 section.notes.append(f"round {rep + 1}: a bad search ended before the normal one")
@@ -306,7 +320,9 @@ async def run(profile: Profile, progress: Callable[[str], None]) -> Section:
         f"fairness: each bad client streams {EVIL} over {EVIL_FILES} files; the normal search"
         f" starts {FAIR_BURN:g} s after them; per round alone/beside (s):"
         + ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(fair_alone, fair_beside, strict=True))
-        + f"; regex_timeout records the bad clients got, per round: {fair_timeouts}"
+        + f"; regex_timeout records the bad clients got, per round: {fair_timeouts}; the"
+        " server's CPU use while they burned (CPU s per s, 2 = both cores): "
+        + ", ".join(f"{c:.2f}" for c in fair_cores)
     )
     timeouts = [t for _records, t in evil_seen]
     section.notes.append(
