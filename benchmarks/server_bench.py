@@ -1,10 +1,12 @@
 """Item 4: the server under load: concurrent streaming searches, and /ping beside a bad pattern.
 
 `python -m gistscan serve` runs against the fake GitHub (LATENCY per request). Each round
-uses users never searched before, so the server's cache does not help. Three measurements
+uses users never searched before, so the server's cache does not help. Four measurements
 per round: `profile.server_users` concurrent streaming searches of different users; /ping
 on an idle server; /ping while one client streams `(a|aa)+$` over files of lines of 30
-`a`s and a `!` (catastrophic backtracking: each file runs out of its regex budget).
+`a`s and a `!` (catastrophic backtracking: each file runs out of its regex budget); and
+fairness: one normal search alone, then another (of a twin user, so the cache does not
+help) beside FAIR_EVIL clients each streaming `(a|aa)+$`, the ratio of the two times.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ EVIL_FILES = 24
 PING_GAP = 0.01  # seconds between two pings
 SETTLE = 2.5  # after the bad search is dropped: its threads finish (each file's budget: 2 s)
 TARGET_PING_P99 = 0.050
+FAIR_EVIL = 4  # clients running the catastrophic pattern beside one normal search
+FAIR_BURN = 5.0  # seconds the bad searches run first (long enough to spend file budgets)
+TARGET_FAIR_RATIO = 3.0
 
 
 @dataclass
@@ -98,6 +103,15 @@ async def evil_stream(
             seen[1] += b'"regex_timeout"' in line
 
 
+async def cpu_seconds(session: aiohttp.ClientSession, base: str) -> float:
+    """The server process's CPU seconds so far (process_cpu_seconds_total of /metrics)."""
+    async with session.get(f"{base}/metrics") as resp:
+        for line in (await resp.text()).splitlines():
+            if line.startswith("process_cpu_seconds_total "):
+                return float(line.split()[1])
+    return float("nan")
+
+
 def users(rep: int, n: int) -> list[str]:
     return [f"r{rep}-user{k:02d}" for k in range(n)]
 
@@ -123,13 +137,31 @@ async def run(profile: Profile, progress: Callable[[str], None]) -> Section:
         spec_users.append(
             {"login": f"r{rep}-evil", "gists": EVIL_FILES, "content": "aaa", "size": 32 * 100}
         )
+        spec_users += [
+            {"login": f"r{rep}-fair-{twin}", "gists": GISTS_PER_USER, "files": SHAPES,
+             "content": "code"}
+            for twin in ("alone", "beside")
+        ]  # fmt: skip
+        spec_users += [
+            {"login": f"r{rep}-fevil{k}", "gists": EVIL_FILES, "content": "aaa", "size": 32 * 100}
+            for k in range(FAIR_EVIL)
+        ]
     spec = {"latency": LATENCY, "users": spec_users}
     first_p50, first_p99, first_max, total_p50 = [], [], [], []
     complete, errors = [], []
     idle: list[list[float]] = []
     loaded: list[list[float]] = []
     evil_seen: list[list[int]] = []
-    env = {"GISTSCAN_MAX_CONCURRENT_SEARCHES": str(n_users + 1)}
+    # Every client here is 127.0.0.1: the per-client limit would refuse most of them.
+    env = {
+        "GISTSCAN_MAX_CONCURRENT_SEARCHES": str(n_users + 1),
+        "GISTSCAN_MAX_SEARCHES_PER_CLIENT": str(n_users + 1),
+    }
+    fair_alone: list[float] = []
+    fair_beside: list[float] = []
+    fair_ok: list[bool] = []
+    fair_timeouts: list[int] = []
+    fair_cores: list[float] = []  # the server's CPU seconds per second while they burn
     async with (
         fake_github(spec) as fake,
         gistscan_server(fake.url, **env) as base,
@@ -169,6 +201,38 @@ async def run(profile: Profile, progress: Callable[[str], None]) -> Section:
             bad.cancel()  # the client hangs up: the server cancels the scan
             await asyncio.gather(bad, return_exceptions=True)
             evil_seen.append(seen)
+            await asyncio.sleep(SETTLE)
+
+            progress(
+                f"server: round {rep + 1}/{profile.reps}: a search alone, then beside"
+                f" {FAIR_EVIL} clients running {EVIL}"
+            )
+            alone = await stream_search(session, base, f"r{rep}-fair-alone", PATTERN)
+            seens = [[0, 0] for _ in range(FAIR_EVIL)]
+            bad_ones = [
+                asyncio.create_task(evil_stream(session, base, f"r{rep}-fevil{k}", seens[k]))
+                for k in range(FAIR_EVIL)
+            ]
+            cpu_before, burn_started = await cpu_seconds(session, base), now()
+            await asyncio.sleep(FAIR_BURN)  # every bad search is matching by now
+            fair_cores.append(
+                (await cpu_seconds(session, base) - cpu_before) / (now() - burn_started)
+            )
+            beside = await stream_search(session, base, f"r{rep}-fair-beside", PATTERN)
+            if any(b.done() for b in bad_ones):
+                section.notes.append(f"round {rep + 1}: a bad search ended before the normal one")
+            for b in bad_ones:
+                b.cancel()
+            await asyncio.gather(*bad_ones, return_exceptions=True)
+            fair_timeouts.append(sum(seen[1] for seen in seens))
+            fair_alone.append(alone.total)
+            fair_beside.append(beside.total)
+            fair_ok.append(
+                all(
+                    s.status == 200 and s.summary is not None and s.summary.get("complete") is True
+                    for s in (alone, beside)
+                )
+            )
             if rep + 1 < profile.reps:
                 await asyncio.sleep(SETTLE)
 
@@ -217,6 +281,30 @@ async def run(profile: Profile, progress: Callable[[str], None]) -> Section:
             "met?": verdict(loaded_p99 < TARGET_PING_P99),
         }
     )
+    fair_ratio = ratio(median(fair_beside), median(fair_alone))
+    section.add(
+        **{
+            "run": "one search alone: time to its summary",
+            "n": len(fair_alone),
+            "complete": f"{sum(fair_ok)}/{len(fair_ok)}",
+            "p50 ms": ms(fair_alone),
+            "max ms": max(fair_alone) * 1000,
+        }
+    )
+    section.add(
+        **{
+            "run": f"the same search beside {FAIR_EVIL} clients running {EVIL}"
+            f" ({fair_ratio or 0:.1f}x alone)",
+            "n": len(fair_beside),
+            "complete": f"{sum(fair_ok)}/{len(fair_ok)}",
+            "p50 ms": ms(fair_beside),
+            "max ms": max(fair_beside) * 1000,
+            "target": f"<= {TARGET_FAIR_RATIO:g}x alone",
+            "met?": verdict(
+                fair_ratio is not None and fair_ratio <= TARGET_FAIR_RATIO and all(fair_ok)
+            ),
+        }
+    )
     slowdown = ratio(loaded_p99, idle_p99)
     section.notes += [
         f"each user: {GISTS_PER_USER} gists, {FILES_PER_USER} files, one match per file; a search"
@@ -228,6 +316,14 @@ async def run(profile: Profile, progress: Callable[[str], None]) -> Section:
         f" {profile.ping_seconds:g} s beside the bad search ({EVIL_FILES} files of lines"
         f" 'a'*30+'!'); its p99 is {slowdown or 0:.1f}x the idle p99.",
     ]
+    section.notes.append(
+        f"fairness: each bad client streams {EVIL} over {EVIL_FILES} files; the normal search"
+        f" starts {FAIR_BURN:g} s after them; per round alone/beside (s):"
+        + ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(fair_alone, fair_beside, strict=True))
+        + f"; regex_timeout records the bad clients got, per round: {fair_timeouts}; the"
+        " server's CPU use while they burned (CPU s per s, 2 = both cores): "
+        + ", ".join(f"{c:.2f}" for c in fair_cores)
+    )
     timeouts = [t for _records, t in evil_seen]
     section.notes.append(
         f"the bad search's regex_timeout records while pinged, per round: {timeouts}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import re
 import sys
@@ -50,8 +51,12 @@ environment (docs/settings.md lists every variable with its default):
   GITHUB_TOKEN              a GitHub token: 5,000 API requests an hour instead of 60
                             (https://github.com/settings/tokens, no scope needed)
   GISTSCAN_API_URL          GitHub API root
-  GISTSCAN_MAX_CONCURRENT_SEARCHES, GISTSCAN_SEARCH_DEADLINE, GISTSCAN_MAX_BUFFERED_MATCHES,
-  GISTSCAN_MAX_PATTERN_LENGTH, GISTSCAN_CACHE_*, ...   the server's limits
+  HOST, PORT                where to listen (--host, --port)
+  GISTSCAN_MAX_CONCURRENT_SEARCHES, GISTSCAN_MAX_SEARCHES_PER_CLIENT, GISTSCAN_SEARCH_DEADLINE,
+  GISTSCAN_STALL_TIMEOUT, GISTSCAN_MAX_PATTERN_LENGTH, GISTSCAN_CACHE_*, ...   the limits
+  GISTSCAN_TRUSTED_PROXIES  reverse proxies whose X-Forwarded-For names the client
+  GISTSCAN_SHUTDOWN_TIMEOUT seconds from SIGTERM to exit (default: search deadline + 5)
+  GISTSCAN_LOG_FORMAT       json (default) or text (--log-format)
   GISTSCAN_CONCURRENCY, GISTSCAN_CHUNK_SIZE, GISTSCAN_REGEX_TIMEOUT, ...   each search's
 """
 
@@ -88,6 +93,12 @@ def _positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
     return value
+
+
+def _port(text: str) -> int:
+    if not text.isdecimal() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"not a port number from 0 to 65535: {text!r}")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,12 +194,21 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="run the HTTP server",
         formatter_class=raw,
-        description="Run the HTTP server (docs/http-api.md).",
+        description="Run the HTTP server (docs/http-api.md). SIGTERM or Ctrl-C drains it"
+        " (running searches end with their summary), then it exits 0.",
         epilog=SERVE_ENV,
     )
-    v.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
+    v.add_argument("--host", help="address to bind (default: $HOST, else 127.0.0.1)")
     v.add_argument(
-        "--port", type=_int_in(1, 65535), default=8080, help="port, 1-65535 (default %(default)s)"
+        "--port",
+        type=_int_in(0, 65535),
+        help="port, 0-65535; 0 picks a free one, logged (default: $PORT, else 8080)",
+    )
+    v.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        help="log lines on stderr: one JSON object each, or plain text"
+        " (default: $GISTSCAN_LOG_FORMAT, else json)",
     )
     return parser
 
@@ -223,7 +243,7 @@ def _main(argv: Sequence[str]) -> int:
     from gistscan.errors import UsageError  # the heavy imports, once --help is out of the way
 
     if args.command == "serve":
-        return _serve(args.host, args.port)
+        return _serve(args)
     try:
         query = _query(args)
         query.validate()  # every input checked before any request
@@ -244,21 +264,21 @@ def _main(argv: Sequence[str]) -> int:
         return EXIT_INTERRUPTED
 
 
-def _serve(host: str, port: int) -> int:
+def _serve(args: argparse.Namespace) -> int:
+    """`serve`: settings from the environment, the address from the flags, then $HOST and
+    $PORT; a bad one is one line and exit 2 (so is an address that cannot be listened on)."""
     from gistscan import server
     from gistscan.errors import UsageError
 
     try:
         config = server.ServerConfig.from_env(os.environ)
+        host, port = server.listen_address(args.host, args.port, os.environ)
     except UsageError as exc:
         print(f"gistscan: {exc.message}", file=sys.stderr)
         return EXIT_ERROR
-    try:
-        server.run(host=host, port=port, config=config)
-    except OSError as exc:  # the address is taken, not ours, or not an address at all
-        print(f"gistscan: cannot serve on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_ERROR
-    return 0
+    if args.log_format:
+        config = dataclasses.replace(config, log_format=args.log_format)
+    return server.run(host=host, port=port, config=config)
 
 
 def _query(args: argparse.Namespace) -> Query:

@@ -244,14 +244,14 @@ def normalize_since(text: str) -> str:
     """
     try:
         when = datetime.datetime.fromisoformat(text.strip())
-    except (ValueError, AttributeError):
+        if when.tzinfo is not None:
+            when = when.astimezone(datetime.UTC)  # OverflowError past year 1 or 9999
+    except (ValueError, AttributeError, OverflowError):
         raise UsageError(
             f"since must be an ISO 8601 date or date-time (2024-01-31, 2024-01-31T12:00:00Z),"
             f" not {text!r}",
             field="since",
         ) from None
-    if when.tzinfo is not None:
-        when = when.astimezone(datetime.UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -52,15 +52,16 @@ T = TypeVar("T")
 Kind = type[UpstreamError]
 
 
-def client_session() -> aiohttp.ClientSession:
+def client_session(**options: Any) -> aiohttp.ClientSession:
     """The HTTP session gistscan talks to GitHub through.
 
     Not `trust_env`: besides the proxy variables, that would make aiohttp read ~/.netrc and
     send its credentials (a `default` entry's to every host, raw hosts included), and refuse
     every API request that also carries the token. The proxy variables are honoured per
-    request instead (`env_proxy`).
+    request instead (`env_proxy`). `options` go to `aiohttp.ClientSession` (the server
+    adds a trace that counts each search's requests).
     """
-    return aiohttp.ClientSession()
+    return aiohttp.ClientSession(**options)
 
 
 def env_proxy(url: URL) -> URL | None:

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-# -- searches (the server) -----------------------------------------------------------------------
+# -- searches and requests (the server) ----------------------------------------------------------
 
 SEARCHES = Counter(
     "gistscan_searches",
-    "Searches by outcome: complete, partial (ended early or with error records), refused"
-    " (answered with an error status before streaming; `status` says which).",
+    "Searches by outcome: complete; partial (ended early: max matches, a deadline, the"
+    " drain's cut, error records); refused (an error status before any record: `status`"
+    " says which); disconnected (the client left); stalled (the client stopped reading and"
+    " was cut); failed (a server fault).",
     ["outcome", "status"],
 )
 SEARCHES_RUNNING = Gauge("gistscan_searches_running", "Searches running now.")
@@ -29,9 +31,21 @@ FIRST_RECORD_SECONDS = Histogram(
 )
 SEARCH_SECONDS = Histogram(
     "gistscan_search_duration_seconds",
-    "Seconds a search ran, to its summary.",
+    "Seconds from a search's request to its end (its summary, or the client leaving).",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
+ERROR_RECORDS = Counter(
+    "gistscan_error_records",
+    "Error records sent by searches, by code (regex_timeout, carry_overflow,"
+    " deadline_exceeded, upstream_error, rate_limited, ...).",
+    ["code"],
+)
+HTTP_REQUESTS = Counter(
+    "gistscan_http_requests",
+    "Requests answered, by route template (`none`: no route matched), method and status.",
+    ["route", "method", "status"],
+)
+DRAINING = Gauge("gistscan_draining", "1 while the server drains before it stops (/readyz: 503).")
 
 # -- upstream (GitHub) ---------------------------------------------------------------------------
 
@@ -73,12 +87,7 @@ CACHE_LOOKUPS = Counter(
 
 # -- scanning ------------------------------------------------------------------------------------
 
-SCANNED_BYTES = Counter("gistscan_scanned_bytes", "File bytes fed to the scanner.")
-FILE_ERRORS = Counter(
-    "gistscan_file_errors",
-    "Error records of single files, by code (regex_timeout, carry_overflow, ...).",
-    ["code"],
-)
+SCANNED_BYTES = Counter("gistscan_scanned_bytes", "File bytes fed to the scanner (cache hits too).")
 
 # -- the shared level (Redis; only moved when GISTSCAN_REDIS_URL is set) -------------------------
 

@@ -181,8 +181,9 @@ def _schemas(config: ServerConfig) -> dict[str, Any]:
                 "error": {
                     "type": "string",
                     "description": "invalid_json, invalid_request, invalid_username,"
-                    " invalid_pattern, body_too_large, not_found, rate_limited, upstream_error,"
-                    " invalid_response, too_many_searches, route_not_found,"
+                    " invalid_pattern, body_too_large, unsupported_media_type, not_found,"
+                    " rate_limited, upstream_error, invalid_response, too_many_searches,"
+                    " too_many_searches_from_client, shutting_down, route_not_found,"
                     " method_not_allowed, internal_error",
                 },
                 "message": string,
@@ -202,11 +203,15 @@ def _schemas(config: ServerConfig) -> dict[str, Any]:
                         "upstream_error",
                         "invalid_response",
                         "too_large",
+                        "deadline_exceeded",
+                        "too_many_searches",
+                        "too_many_searches_from_client",
+                        "shutting_down",
                     ]
                 },
                 "message": string,
             },
-            "required": ["error"],
+            "required": ["error", "message"],
             "additionalProperties": False,
         },
         "Gist": {
@@ -239,13 +244,24 @@ def _pattern(config: ServerConfig) -> dict[str, Any]:
         "type": "string",
         "minLength": 1,
         "maxLength": config.max_pattern_length,
+        "format": "regex",
         "description": "a `regex` (VERSION0, MULTILINE) pattern that compiles; its {m,n}"
         f" repeats may unroll to at most {config.max_pattern_unrolled} items",
     }
 
 
+# A glob or language is more than `!`, spaces and tabs (filters.file_filter).
+_NOT_BLANK = "[^! \t]"
+
+
 def _glob() -> dict[str, Any]:
-    return {"type": "string", "minLength": 1, "maxLength": MAX_FILTER_LENGTH, "examples": ["*.py"]}
+    return {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_FILTER_LENGTH,
+        "pattern": _NOT_BLANK,
+        "examples": ["*.py"],
+    }
 
 
 def _language() -> dict[str, Any]:
@@ -253,13 +269,29 @@ def _language() -> dict[str, Any]:
         "type": "string",
         "minLength": 1,
         "maxLength": MAX_FILTER_LENGTH,
+        "pattern": _NOT_BLANK,
         "examples": ["Python"],
     }
+
+
+# What `since` takes, as a schema a generator can honour: an RFC 3339 date or date-time
+# (the formats) that Python's datetime also reads (the patterns: years from 1, seconds to
+# 59, at most 6 fractional digits, an upper-case T and Z).
+_DATE = r"(?!0000)[0-9]{4}-[0-9]{2}-[0-9]{2}"
+_SINCE_FORMATS = [
+    {"format": "date", "pattern": f"^{_DATE}$"},
+    {
+        "format": "date-time",
+        "pattern": f"^{_DATE}T[0-2][0-9]:[0-5][0-9]:[0-5][0-9](\\.[0-9]{{1,6}})?"
+        "(Z|[+-][0-2][0-9]:[0-5][0-9])$",
+    },
+]
 
 
 def _since() -> dict[str, Any]:
     return {
         "type": "string",
+        "anyOf": _SINCE_FORMATS,
         "description": "only gists updated since then (ISO 8601 date or date-time, UTC when"
         " no offset is given); passed to GitHub, so older gists are not even listed",
         "examples": ["2024-01-31", "2024-01-31T12:00:00Z"],
@@ -275,20 +307,87 @@ def _query_bool(name: str, description: str) -> dict[str, Any]:
     }
 
 
+TOO_MANY = (
+    "GitHub's rate limit is exhausted or it asked us to slow down (rate_limited), or this"
+    " client already runs as many searches as it may (too_many_searches_from_client)."
+)
+BUSY = (
+    "Too many searches at once (too_many_searches), or the server is draining before it"
+    " stops (shutting_down)."
+)
+
+
 def _stream_responses() -> dict[str, Any]:
     """What both searches answer before (a status) and after (records) the stream starts."""
     return {
         "400": _json("Invalid input, refused before any request to GitHub.", "Problem"),
         "404": _json("No such GitHub user.", "Problem"),
-        "429": _json(
-            "GitHub's rate limit is exhausted, or it asked us to slow down.",
-            "Problem",
-            retry_after=True,
-        ),
+        "429": _json(TOO_MANY, "Problem", retry_after=True),
         "502": _json("GitHub failed or answered nonsense.", "Problem"),
-        "503": _json("Too many searches at once.", "Problem", retry_after=True),
+        "503": _json(BUSY, "Problem", retry_after=True),
         "504": _json("The search's deadline passed before GitHub's first page came.", "Problem"),
         "default": _json("Anything else (unknown method, server fault).", "Problem"),
+    }
+
+
+def _user_gists(config: ServerConfig, operation_id: str, summary: str) -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": operation_id,
+            "summary": summary,
+            "parameters": [
+                {
+                    "name": "username",
+                    "in": "path",
+                    "required": True,
+                    "schema": _ref("Username"),
+                },
+                {
+                    "name": "page",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_INT},
+                },
+                {
+                    "name": "per_page",
+                    "in": "query",
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": GITHUB_MAX_PER_PAGE,
+                    },
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "GitHub's gist objects (cached 60 s). Without"
+                    " page/per_page, the whole list (at most"
+                    f" {config.max_list_pages} pages of {config.settings.per_page}).",
+                    "content": {JSON: {"schema": {"type": "array", "items": _ref("Gist")}}},
+                },
+                "400": _json("Invalid user name, page or per_page.", "ListProblem"),
+                "404": _json("No such GitHub user.", "ListProblem"),
+                "429": _json(TOO_MANY, "ListProblem", retry_after=True),
+                "502": _json(
+                    "GitHub failed (upstream_error), answered something other than a"
+                    " list (invalid_response), or the list is longer than the server"
+                    " holds (too_large).",
+                    "ListProblem",
+                ),
+                "503": _json(BUSY, "ListProblem", retry_after=True),
+                "504": _json("The search deadline passed before the list was read.", "ListProblem"),
+                "default": _json("Unknown method, server fault.", "Problem"),
+            },
+        }
+    }
+
+
+def _plain(operation_id: str, summary: str, responses: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": operation_id,
+            "summary": summary,
+            "responses": {**responses, "default": _json("Unknown method.", "Problem")},
+        }
     }
 
 
@@ -339,39 +438,61 @@ def document(config: ServerConfig) -> dict[str, Any]:
             " and body fields are refused.",
         },
         "paths": {
-            "/ping": {
-                "get": {
-                    "operationId": "ping",
-                    "responses": {
-                        "200": {
-                            "description": "pong",
-                            "content": {"text/plain": {"schema": {"const": "pong"}}},
+            "/ping": _plain(
+                "ping",
+                "Liveness, as plain text",
+                {
+                    "200": {
+                        "description": "pong",
+                        "content": {"text/plain": {"schema": {"const": "pong\n"}}},
+                    }
+                },
+            ),
+            "/healthz": _plain(
+                "healthz",
+                "Liveness: the process answers",
+                {"200": _json("The server is up.", "Health")},
+            ),
+            "/readyz": _plain(
+                "readyz",
+                "Readiness: whether to send this server searches",
+                {
+                    "200": _json("Ready.", "Health"),
+                    "503": _json("Draining before it stops (shutting_down).", "Problem"),
+                },
+            ),
+            "/metrics": _plain(
+                "metrics",
+                "Prometheus metrics, in the text exposition format",
+                {
+                    "200": {
+                        "description": "The process's metrics (the README explains each).",
+                        "content": {
+                            "text/plain": {"schema": {"type": "string"}},
                         },
-                        "default": _json("Unknown method.", "Problem"),
-                    },
-                }
-            },
-            "/healthz": {
-                "get": {
-                    "operationId": "healthz",
-                    "responses": {
-                        "200": _json("The server is up.", "Health"),
-                        "default": _json("Unknown method.", "Problem"),
-                    },
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "operationId": "openapi",
-                    "responses": {
-                        "200": {
-                            "description": "This document.",
-                            "content": {JSON: {"schema": {"type": "object"}}},
-                        },
-                        "default": _json("Unknown method.", "Problem"),
-                    },
-                }
-            },
+                    }
+                },
+            ),
+            "/docs": _plain(
+                "docs",
+                "This document as a web page (works with no internet)",
+                {
+                    "200": {
+                        "description": "An HTML page that renders /openapi.json.",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    }
+                },
+            ),
+            "/openapi.json": _plain(
+                "openapi",
+                "This document",
+                {
+                    "200": {
+                        "description": "This document.",
+                        "content": {JSON: {"schema": {"type": "object"}}},
+                    }
+                },
+            ),
             "/api/v1/users/{username}/search": {
                 "get": {
                     "operationId": "searchStream",
@@ -406,61 +527,23 @@ def document(config: ServerConfig) -> dict[str, Any]:
                             },
                         },
                         "413": _json(f"The body is over {config.max_body_bytes} bytes.", "Problem"),
+                        "415": _json(
+                            "The body was not sent as Content-Type: application/json.", "Problem"
+                        ),
                         **_stream_responses(),
                     },
                 }
             },
-            "/{username}": {
-                "get": {
-                    "operationId": "userGists",
-                    "summary": "The user's public gists: every page followed, or one page",
-                    "parameters": [
-                        {
-                            "name": "username",
-                            "in": "path",
-                            "required": True,
-                            "schema": _ref("Username"),
-                        },
-                        {
-                            "name": "page",
-                            "in": "query",
-                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_INT},
-                        },
-                        {
-                            "name": "per_page",
-                            "in": "query",
-                            "schema": {
-                                "type": "integer",
-                                "minimum": 1,
-                                "maximum": GITHUB_MAX_PER_PAGE,
-                            },
-                        },
-                    ],
-                    "responses": {
-                        "200": {
-                            "description": "GitHub's gist objects (cached 60 s). Without"
-                            " page/per_page, the whole list (at most"
-                            f" {config.max_list_pages} pages of {config.settings.per_page}).",
-                            "content": {JSON: {"schema": {"type": "array", "items": _ref("Gist")}}},
-                        },
-                        "400": _json("Invalid user name, page or per_page.", "ListProblem"),
-                        "404": _json("No such GitHub user.", "ListProblem"),
-                        "429": _json(
-                            "GitHub's rate limit is exhausted.", "ListProblem", retry_after=True
-                        ),
-                        "502": _json(
-                            "GitHub failed (upstream_error), answered something other than a"
-                            " list (invalid_response), or the list is longer than the server"
-                            " holds (too_large).",
-                            "ListProblem",
-                        ),
-                        "504": _json(
-                            "The search deadline passed before the list was read.", "ListProblem"
-                        ),
-                        "default": _json("Unknown method, server fault.", "Problem"),
-                    },
-                }
-            },
+            "/api/v1/users/{username}/gists": _user_gists(
+                config,
+                "userGistsByName",
+                "The user's public gists (for any login, even one named like a route)",
+            ),
+            "/{username}": _user_gists(
+                config,
+                "userGists",
+                "The user's public gists: every page followed, or one page",
+            ),
         },
         "components": {
             "schemas": _schemas(config),

@@ -23,6 +23,7 @@ from gistscan.files import FileDone, FileEvent, scan_file, scan_files
 from gistscan.github import GitHub, Page, client_session
 from gistscan.lines import LineDone, LineOptions
 from gistscan.listing import Gist, GistFile
+from gistscan.metrics import SCANNED_BYTES
 from gistscan.records import Error, Match, Record, Summary
 
 _executor: ThreadPoolExecutor | None = None
@@ -183,7 +184,7 @@ async def search_events(
             if not keep.keeps(file.filename, file.language):
                 return filtered(chunks, file)
             return scan_file(
-                chunks,
+                _counted(chunks),
                 file,
                 pattern,
                 max_carry=settings.max_carry,
@@ -290,3 +291,11 @@ async def filtered(
     """A file the filters leave out: its chunks are closed unread (never requested)."""
     await chunks.aclose()
     yield FileDone(file, "filtered")
+
+
+async def _counted(chunks: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
+    """`chunks` unchanged, their bytes added to the process's scanned-bytes metric."""
+    async with aclosing(chunks):
+        async for chunk in chunks:
+            SCANNED_BYTES.inc(len(chunk))
+            yield chunk

@@ -238,7 +238,7 @@ async def test_binary_files_are_skipped(fake: FakeGitHub) -> None:
         (["search", "octo", "x", "-e", "y"], "not both"),
         (["search", "octo"], "PATTERN (or -e PATTERN) is required"),
         (["search", "octo", "-w", "-e", "a)|(b"], "does not compile"),
-        (["serve", "--port", "99999"], "must be from 1 to 65535"),
+        (["serve", "--port", "99999"], "must be from 0 to 65535"),
         (["frobnicate"], "invalid choice"),
     ],
 )

@@ -55,11 +55,16 @@ def test_replicas_share_the_redis_service_and_read_only_real_settings() -> None:
         assert "redis" in replica["depends_on"]
         # Start order only: a replica must start without Redis.
         assert isinstance(replica["depends_on"], list)
+        # nginx's address is trusted to name clients; SIGTERM gets time to drain.
+        subnets = [c["subnet"] for c in compose()["networks"]["default"]["ipam"]["config"]]
+        assert config.trusted_proxies == tuple(subnets)
+        grace = re.fullmatch(r"(\d+)s", replica["stop_grace_period"])
+        assert grace is not None and int(grace.group(1)) >= config.drain_seconds
 
 
 def test_nginx_balances_both_replicas_and_streams_unbuffered() -> None:
     """nginx mounts deploy/nginx.conf, sends to both replicas on the port they listen on
-    (the image's CMD: 8080), never buffers a stream, and waits longer than a search may run."""
+    (the image's PORT: 8080), never buffers a stream, and waits longer than a search may run."""
     services = compose()["services"]
     nginx_service = services["nginx"]
     assert "./deploy/nginx.conf:/etc/nginx/conf.d/default.conf:ro" in nginx_service["volumes"]
@@ -70,7 +75,7 @@ def test_nginx_balances_both_replicas_and_streams_unbuffered() -> None:
     assert upstream is not None
     servers = re.findall(r"server ([\w-]+):(\d+)", upstream.group(1))
     assert servers == [("gistscan-1", "8080"), ("gistscan-2", "8080")]
-    assert '"--port", "8080"' in (REPO / "Dockerfile").read_text()
+    assert re.search(r"^\s*PORT=8080\b", (REPO / "Dockerfile").read_text(), re.M)
     assert re.search(r"proxy_pass http://gistscan;", conf)
     assert re.search(r"proxy_buffering off;", conf)
     assert re.search(r"proxy_http_version 1\.1;", conf)

@@ -8,6 +8,7 @@ import asyncio
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -235,6 +236,11 @@ async def test_redis_down_or_hung_and_back_under_two_replicas(
         assert len(replica.log_lines(f"failed ({kind}")) == 1
         assert len(replica.log_lines("failed (")) == 1
         assert len(replica.log_lines("answers again after")) == 1
+        async with replica.session.get(replica.base + "/metrics") as resp:
+            metrics = await resp.text()
+        assert "\ngistscan_redis_outages_total 1.0\n" in metrics
+        assert "\ngistscan_redis_up 1.0\n" in metrics
+        assert re.search(rf'\ngistscan_redis_errors_total{{kind="{kind}"}} [1-9]', metrics)
 
 
 def test_without_a_redis_url_redis_is_never_imported(tmp_path: Path) -> None:

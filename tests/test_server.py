@@ -23,7 +23,7 @@ from gistscan import openapi, server
 from gistscan.config import Settings, unrolled_size
 from gistscan.errors import ListingError, UsageError
 from gistscan.records import encode as real_encode
-from gistscan.server import SLOTS, ServerConfig, make_app
+from gistscan.server import ADMISSION, ServerConfig, make_app
 from tests.fake_github import FakeFile, FakeGist, FakeGitHub, gist_id, make_gists
 
 Client = TestClient[web.Request, web.Application]
@@ -72,6 +72,8 @@ async def documented(client: Client, resp: aiohttp.ClientResponse) -> Any:
     """Read `resp`, check it against the OpenAPI document the server serves, return its body
     (parsed JSON, a list of NDJSON records, or text)."""
     raw = await resp.read()
+    # Every body of ours ends with a newline (a terminal shows the prompt on its own line).
+    assert raw.endswith(b"\n"), raw[-40:]
     async with client.get("/openapi.json") as doc_resp:
         doc = await doc_resp.json()
     operation = _operation(doc, resp.method, resp.url.path)
@@ -165,7 +167,7 @@ async def test_ping_healthz_openapi(fake: FakeGitHub, serve: Serve) -> None:
     client = await serve(fake)
     resp = await client.get("/ping")
     assert resp.status == 200 and resp.content_type == "text/plain"
-    assert await documented(client, resp) == "pong"
+    assert await documented(client, resp) == "pong\n"
     resp = await client.get("/healthz")
     assert resp.status == 200 and await documented(client, resp) == {"status": "ok"}
     resp = await client.get("/openapi.json")
@@ -173,14 +175,30 @@ async def test_ping_healthz_openapi(fake: FakeGitHub, serve: Serve) -> None:
     assert upstream_requests(fake) == 0
 
 
+RESERVED = ("ping", "healthz", "readyz", "metrics", "docs")
+
+
 async def test_named_routes_win_over_usernames(fake: FakeGitHub, serve: Serve) -> None:
-    """/ping and /healthz answer as themselves even when GitHub users have those names."""
-    fake.add_user("ping", make_gists("ping", 1))
-    fake.add_user("healthz", make_gists("healthz", 1))
+    """The reserved routes answer as themselves even when GitHub users have those names,
+    cost no upstream request, and such users are still listed at /api/v1/users/NAME/gists."""
+    for name in RESERVED:
+        fake.add_user(name, make_gists(name, 2))
     client = await serve(fake)
-    assert await (await client.get("/ping")).text() == "pong"
+    assert await (await client.get("/ping")).text() == "pong\n"
     assert await (await client.get("/healthz")).json() == {"status": "ok"}
+    assert await (await client.get("/readyz")).json() == {"status": "ok"}
+    resp = await client.get("/metrics")
+    assert resp.status == 200 and "gistscan_searches_running" in await resp.text()
+    resp = await client.get("/docs")
+    assert resp.status == 200 and resp.content_type == "text/html"
+    resp = await client.get("/openapi.json")
+    assert resp.status == 200
     assert upstream_requests(fake) == 0
+    for name in RESERVED:
+        resp = await client.get(f"/api/v1/users/{name}/gists")
+        assert resp.status == 200
+        items = await documented(client, resp)
+        assert [item["owner"]["login"] for item in items] == [name, name]
     resp = await client.get("/octocat-not-here")
     assert resp.status == 404  # a single segment that is no named route is a user
 
@@ -333,7 +351,7 @@ async def test_disconnect_stops_every_download(make_fake: Any, serve: Serve) -> 
     resp.close()  # hang up
     assert await eventually(lambda: fake.raw_in_flight == 0), fake.raw_in_flight
     assert await eventually(lambda: not gistscan_tasks()), gistscan_tasks()
-    assert client.app[SLOTS].active == 0
+    assert client.app[ADMISSION].active == 0
     assert len(fake.raw_started) == 3  # nothing new was started after the hang-up
 
 
@@ -359,8 +377,8 @@ async def test_failing_write_also_stops_the_scan(
                 assert json.loads(await resp.content.readline())["type"] == "match"
                 resp.close()
                 assert await eventually(lambda: fake.raw_in_flight == 0), fake.raw_in_flight
-                assert await eventually(lambda: app[SLOTS].active == 0)
-        assert any("client left" in r.getMessage() for r in caplog.records)
+                assert await eventually(lambda: app[ADMISSION].active == 0)
+        assert any("client disconnected" in r.getMessage() for r in caplog.records)
     finally:
         await runner.cleanup()
 
@@ -379,7 +397,7 @@ async def test_ping_stays_fast_during_a_catastrophic_pattern(make_fake: Any, ser
     for _ in range(5):
         started = time.monotonic()
         pong = await client.get("/ping")
-        assert await pong.text() == "pong"
+        assert await pong.text() == "pong\n"
         latencies.append(time.monotonic() - started)
         await asyncio.sleep(0.02)
     assert not scan.done(), "the pattern should still be running while we ping"
@@ -518,7 +536,7 @@ async def test_too_many_searches_get_503(make_fake: Any, serve: Serve) -> None:
         assert (await documented(client, resp))["error"] == "too_many_searches"
     assert fake.requests["list"] == 1  # the refused searches never reached GitHub
     running.close()
-    assert await eventually(lambda: client.app[SLOTS].active == 0)
+    assert await eventually(lambda: client.app[ADMISSION].active == 0)
     resp = await client.get(SEARCH.format("alice"), params={"pattern": "quick"})
     assert resp.status == 200 and (await documented(client, resp))[-1]["matches"] == 1
 
@@ -546,8 +564,9 @@ def fields(**values: Any) -> dict[str, Any]:
     return {"json": {k: v for k, v in body.items() if v is not OMIT}}
 
 
-def raw(data: bytes) -> dict[str, Any]:
-    return {"data": data}
+def raw(data: bytes, **headers: str) -> dict[str, Any]:
+    """A POST body sent as is, as JSON (Content-Type: application/json)."""
+    return {"data": data, "headers": {"Content-Type": "application/json", **headers}}
 
 
 OMIT = object()
@@ -599,7 +618,7 @@ BAD_INPUT = [
         "not UTF-8"),
     bad("NaN", "POST", P, raw(b'{"username": "octocat", "pattern": "x", "max_matches": NaN}'),
         "invalid_json", "NaN is not JSON"),
-    bad("bad gzip", "POST", P, {"data": b"not gzip", "headers": {"Content-Encoding": "gzip"}},
+    bad("bad gzip", "POST", P, raw(b"not gzip", **{"Content-Encoding": "gzip"}),
         "invalid_json", "the body could not be decoded"),
     bad("deep nesting", "POST", P, raw(b"[" * 20000 + b"]" * 20000), "invalid_json",
         "nested too deeply"),
@@ -758,28 +777,35 @@ async def test_user_gists_one_page(
 
 
 @pytest.mark.parametrize(
-    ("fault", "status", "body"),
+    ("fault", "status", "code"),
     [
-        (None, 404, {"error": "not_found"}),
-        ("500", 502, {"error": "upstream_error"}),
-        ("reset", 502, {"error": "upstream_error"}),
-        ("not_array", 502, {"error": "invalid_response"}),
-        ("truncated_json", 502, {"error": "invalid_response"}),
-        ("rate_limited", 429, {"error": "rate_limited"}),
+        (None, 404, "not_found"),
+        ("500", 502, "upstream_error"),
+        ("reset", 502, "upstream_error"),
+        ("not_array", 502, "invalid_response"),
+        ("truncated_json", 502, "invalid_response"),
+        ("rate_limited", 429, "rate_limited"),
     ],
 )
 async def test_user_gists_errors(
-    fake: FakeGitHub, serve: Serve, fault: str | None, status: int, body: dict[str, str]
+    fake: FakeGitHub, serve: Serve, fault: str | None, status: int, code: str
 ) -> None:
-    """Upstream failures have the classic shapes: {"error": code}."""
+    """Upstream failures have the classic shape, {"error": code, "message": ...}, on both
+    routes of the list."""
     if fault is not None:
         fake.add_user("grace", make_gists("grace", 2))
         fake.set_list_fault("grace", fault)
     client = await serve(fake)
-    for params in ({}, {"page": "1"}):
-        resp = await client.get("/grace", params=params)
+    for path, params in (
+        ("/grace", {}),
+        ("/grace", {"page": "1"}),
+        ("/api/v1/users/grace/gists", {}),
+    ):
+        resp = await client.get(path, params=params)
         assert resp.status == status
-        assert await documented(client, resp) == body
+        body = await documented(client, resp)
+        assert set(body) == {"error", "message"}
+        assert body["error"] == code and body["message"]
         if status == 429:
             assert int(resp.headers["Retry-After"]) > 0
 
@@ -790,7 +816,7 @@ async def test_user_gists_later_page_fails(fake: FakeGitHub, serve: Serve) -> No
     fake.set_page_fault("grace", 2, "503")
     client = await serve(fake)
     resp = await client.get("/grace")
-    assert resp.status == 502 and await documented(client, resp) == {"error": "upstream_error"}
+    assert resp.status == 502 and (await documented(client, resp))["error"] == "upstream_error"
 
 
 async def test_user_gists_too_many_pages(fake: FakeGitHub, serve: Serve) -> None:
@@ -902,20 +928,6 @@ def test_config_from_env_refuses_bad_values(variable: str, value: str, words: st
     """A bad variable is named in the error, before the server starts."""
     with pytest.raises(UsageError, match=re.escape(words)):
         ServerConfig.from_env({variable: value})
-
-
-def test_run_serves_with_handler_cancellation(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`run` (the CLI's serve) cancels the handler of a client that hangs up."""
-    seen: dict[str, Any] = {}
-
-    def fake_run_app(app: web.Application, **kwargs: Any) -> None:
-        seen.update(kwargs, app=app)
-
-    monkeypatch.setattr(web, "run_app", fake_run_app)
-    server.run(host="127.0.0.1", port=9, config=ServerConfig())
-    assert seen["handler_cancellation"] is True
-    assert (seen["host"], seen["port"]) == ("127.0.0.1", 9)
-    assert isinstance(seen["app"], web.Application)
 
 
 # -- OpenAPI ---------------------------------------------------------------------------------------
