@@ -308,8 +308,10 @@ def _query_bool(name: str, description: str) -> dict[str, Any]:
 
 
 TOO_MANY = (
-    "GitHub's rate limit is exhausted or it asked us to slow down (rate_limited), or this"
-    " client already runs as many searches as it may (too_many_searches_from_client)."
+    "GitHub's rate limit is exhausted, under the server's reserve, or GitHub asked us to slow"
+    " down (rate_limited: Retry-After says until when; a search served from the cache still"
+    " runs), or this client already runs as many searches as it may"
+    " (too_many_searches_from_client)."
 )
 BUSY = (
     "Too many searches at once (too_many_searches), or the server is draining before it"
