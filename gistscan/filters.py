@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from gistscan.errors import UsageError
 
-MAX_FILTERS = 100  # globs, and languages, in one search
-MAX_FILTER_LENGTH = 200  # characters of one glob or language name
+MAX_FILTERS = 32  # globs, and languages, in one search
+MAX_FILTER_LENGTH = 100  # characters of one glob or language name
 MAX_EXPANSIONS = 1000  # alternatives `{a,b}` groups may multiply into, per glob
 
 _BRACES = re.compile(r"\{([^{}]*,[^{}]*)\}")  # an innermost group with a comma

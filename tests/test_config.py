@@ -138,3 +138,17 @@ def test_word_regexp_keeps_whole_words_only() -> None:
     ]  # fmt: skip
     dashed = Query("o", "-x", word_regexp=True).validate()
     assert [m.start() for m in dashed.finditer("a -x b -xy c--x")] == [2, 13]
+
+
+def test_every_variable_is_documented() -> None:
+    """Each variable the server reads has a row in docs/settings.md and in the README."""
+    from pathlib import Path
+
+    from gistscan import server
+
+    root = Path(__file__).resolve().parent.parent
+    docs = (root / "docs" / "settings.md").read_text(encoding="utf-8")
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    for variable in server.ENV:
+        assert f"| `{variable}` |" in docs, f"{variable} is missing from docs/settings.md"
+        assert f"`{variable}`" in readme, f"{variable} is missing from the README"

@@ -101,8 +101,8 @@ async def test_post_filters_before_any_download(fake: FakeGitHub, serve: Serve) 
         ([("since", "last week")], "ISO 8601"),
         ([("glob", "!")], "an empty glob"),
         ([("glob", "{a,b}" * 11)], "expands to over"),
-        ([("language", "x" * 201)], "at most 200 characters"),
-        ([("glob", "*.py")] * 101, "at most 100 globs"),
+        ([("language", "x" * 101)], "at most 100 characters"),
+        ([("glob", "*.py")] * 33, "at most 32 globs"),
         ([("since", "2024-01-01"), ("since", "2024-01-02")], "more than once"),
     ],
 )
