@@ -35,11 +35,13 @@ COPY gistscan ./gistscan
 
 # With the `redis` extra (redis-py, pure Python): a replica of a fleet shares its cache
 # through Redis when GISTSCAN_REDIS_URL is set (compose.yaml); without it, it is not imported.
+# With the `speed` extra (numpy, google-re2; binary wheels): the scanner's literal prefilter
+# and newline counting at memory speed. On a server CPU is the capacity, so the image has it.
 # setuptools runs in pip's isolated build environment and stays in this stage;
 # pip and setuptools are then removed from the venv the final stage copies.
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
  && python -m venv /opt/venv \
- && /opt/venv/bin/pip install "$(echo /wheels/gistscan-*.whl)[redis]" \
+ && /opt/venv/bin/pip install "$(echo /wheels/gistscan-*.whl)[redis,speed]" \
  && /opt/venv/bin/pip uninstall --yes pip setuptools
 
 
