@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 
 from benchmarks.common import MB, KiB, Profile, Section, median, ratio, verdict
 from gistscan.config import compile_pattern
 from gistscan.scanner import FileScanner
+from tests.fake_github import minified_bundle
 
 SIZE = 3_000_000  # bytes of the one-line file
 LINE = 200  # characters per line of the cut copy, newline included
@@ -18,24 +18,6 @@ CHUNK = 64 * KiB
 COLUMNS = ["pattern", "matches (one line)", "one line s", "200-char lines s", "one÷lines"]
 COLUMNS += ["exact, no overflow", "target", "met?"]
 BUDGET = 2.0  # the default per-file regex budget: it must not fire either
-
-
-def bundle(size: int) -> str:
-    """A minified bundle: `;`-separated words and numbers, string literals and keys."""
-    rng = random.Random(8)
-    words = ["this", "z", "token", "y", "if", "apiKey", "return", "else", "for", "null", "var"]
-    out: list[str] = []
-    total = 0
-    while total < size:
-        word = rng.choice(words)
-        if rng.random() < 0.01:
-            word = f'"token": "{rng.randrange(10**6)}"'
-        elif rng.random() < 0.005:
-            word = "SECRET_"
-        piece = f"{word}{rng.randrange(100)};"
-        out.append(piece)
-        total += len(piece)
-    return "".join(out)[:size]
 
 
 def scan(pattern: str, data: bytes) -> tuple[int, bool]:
@@ -48,7 +30,7 @@ def scan(pattern: str, data: bytes) -> tuple[int, bool]:
 
 
 async def run(profile: Profile, progress: Callable[[str], None]) -> Section:
-    one = bundle(SIZE)
+    one = minified_bundle(SIZE)[:-1].decode()
     cut = "\n".join(one[i : i + LINE - 1] for i in range(0, len(one), LINE - 1))
     files = {"one line": (one + "\n").encode(), "200-char lines": (cut + "\n").encode()}
     section = Section(

@@ -610,28 +610,12 @@ class _Printer:
 
     def interrupted(self) -> None:
         """Ctrl-C: the summary so far (complete: false) still ends --json output."""
-        from gistscan.records import Summary
-
         self.clear_progress()
         self._flush_stdout()  # the lines found before the interrupt
         if self.args.json and not self.args.quiet and not self._summary_written:
-            p = self.progress
+            summary = self.progress.summary(self.query, complete=False, started=self.started)
             with contextlib.suppress(OSError):
-                self._record(
-                    Summary(
-                        username=self.query.username,
-                        pattern=self.query.pattern,
-                        gists=p.gists,
-                        files=p.files,
-                        skipped=p.skipped,
-                        filtered=p.filtered,
-                        bytes=p.bytes,
-                        matches=p.matches,
-                        errors=p.errors,
-                        complete=False,
-                        elapsed_ms=round((time.monotonic() - self.started) * 1000),
-                    )
-                )
+                self._record(summary)
         print("gistscan: interrupted", file=self.err, flush=True)
 
     async def _tick(self) -> None:

@@ -51,6 +51,22 @@ class Progress:
     matches: int = 0
     errors: int = 0
 
+    def summary(self, query: Query, *, complete: bool, started: float) -> Summary:
+        """The summary record of these counts; `started` is the search's `time.monotonic()`."""
+        return Summary(
+            username=query.username,
+            pattern=query.pattern,
+            gists=self.gists,
+            files=self.files,
+            skipped=self.skipped,
+            filtered=self.filtered,
+            bytes=self.bytes,
+            matches=self.matches,
+            errors=self.errors,
+            complete=complete,
+            elapsed_ms=round((time.monotonic() - started) * 1000),
+        )
+
 
 def make_github(
     session: aiohttp.ClientSession,
@@ -270,19 +286,7 @@ async def search_events(
                     complete = False
                     break
         counts.bytes = gh.bytes_received - bytes_before + git_bytes
-        yield Summary(
-            username=query.username,
-            pattern=query.pattern,
-            gists=counts.gists,
-            files=counts.files,
-            skipped=counts.skipped,
-            filtered=counts.filtered,
-            bytes=counts.bytes,
-            matches=counts.matches,
-            errors=counts.errors,
-            complete=complete,
-            elapsed_ms=round((time.monotonic() - started) * 1000),
-        )
+        yield counts.summary(query, complete=complete, started=started)
 
 
 async def filtered(

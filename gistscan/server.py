@@ -919,21 +919,7 @@ class _Run:
 
     def cut_summary(self) -> Summary:
         """The summary of a search the drain cut (its pipeline never reached its own)."""
-        summary = {f.name for f in dataclasses.fields(Summary)}
-        counts = {
-            f.name: getattr(self.progress, f.name)
-            for f in dataclasses.fields(self.progress)
-            if f.name in summary
-        }
-        return Summary(
-            **{
-                **counts,
-                "username": self.query.username,
-                "pattern": self.query.pattern,
-                "complete": False,
-                "elapsed_ms": round((time.monotonic() - self.started) * 1000),
-            }
-        )
+        return self.progress.summary(self.query, complete=False, started=self.started)
 
     def finish(self) -> None:
         """The search's metrics, and its one log line (the pattern only as a hash)."""

@@ -12,6 +12,7 @@ import json
 import math
 import mimetypes
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -700,6 +701,25 @@ def big_text(n_bytes: int) -> bytes:
         for k in range(n_bytes // line_len + 1)
     )
     return "".join(lines).encode()[:n_bytes]
+
+
+def minified_bundle(size: int, *, seed: int = 8) -> bytes:
+    """About `size` bytes of a minified bundle on one line, then one newline: `;`-separated
+    words and numbers, `apiKey<N>`, `"token": "<N>"` literals and `SECRET_<N>` among them."""
+    rng = random.Random(seed)
+    words = ["this", "z", "token", "y", "if", "apiKey", "return", "else", "for", "null", "var"]
+    out = []
+    total = 0
+    while total < size:
+        word = rng.choice(words)
+        if rng.random() < 0.01:
+            word = f'"token": "{rng.randrange(10**6)}"'
+        elif rng.random() < 0.005:
+            word = "SECRET_"
+        piece = f"{word}{rng.randrange(100)};"
+        out.append(piece)
+        total += len(piece)
+    return ("".join(out)[:size] + "\n").encode()
 
 
 def _parse_users(spec: str) -> list[tuple[str, int, int]]:

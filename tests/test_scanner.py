@@ -15,6 +15,7 @@ from gistscan import scanner as scanner_module
 from gistscan.config import compile_pattern
 from gistscan.errors import UsageError
 from gistscan.scanner import FileScanner, Hit, Scanner, ScanTimeout, count_newlines, plan
+from tests.fake_github import minified_bundle
 
 
 def oracle(pattern: regex.Pattern[str], data: bytes) -> list[tuple[object, ...]] | None:
@@ -502,30 +503,11 @@ def test_property_one_long_line_is_exact_without_overflow(
     assert got == oracle(compiled, data)
 
 
-def bundle(size: int, *, seed: int = 8) -> bytes:
-    """A minified bundle: `;`-separated words and numbers on one line, `apiKey<N>`, string
-    literals and `SECRET_<N>` among them, then one newline."""
-    rng = random.Random(seed)
-    words = ["this", "z", "token", "y", "if", "apiKey", "return", "else", "for", "null", "var"]
-    out = []
-    total = 0
-    while total < size:
-        word = rng.choice(words)
-        if rng.random() < 0.01:
-            word = f'"token": "{rng.randrange(10**6)}"'
-        elif rng.random() < 0.005:
-            word = "SECRET_"
-        piece = f"{word}{rng.randrange(100)};"
-        out.append(piece)
-        total += len(piece)
-    return ("".join(out) + "\n").encode()
-
-
 @pytest.mark.parametrize("pattern", [r"\w+", r"apiKey\d+", r'"token":\s*"[^"]*"', r"SECRET_\d+"])
 def test_a_three_megabyte_line_is_exact_without_overflow(pattern: str) -> None:
     """Case 08 at full size: one 3 MB line, default settings and a 2,000-character max_carry,
     gives the whole-text matches with no carry_overflow."""
-    data = bundle(3_000_000)
+    data = minified_bundle(3_000_000)
     compiled = compile_pattern(pattern)
     expected = oracle(compiled, data)
     assert expected
