@@ -223,6 +223,14 @@ class Query:
 
     def validate(self) -> regex.Pattern[str]:
         """Check every field before any request; return the compiled pattern."""
+        self.check()
+        return self.compile()
+
+    def check(self) -> None:
+        """Check every field but the pattern (`compile` does that); raises `UsageError`.
+
+        The server calls it before its answer's status is sent: whatever fails later can
+        only be a record in a 200 stream."""
         check_username(self.username)
         for name in ("max_matches", "max_count"):
             value = getattr(self, name)
@@ -234,25 +242,34 @@ class Query:
         if self.since is not None and normalize_since(self.since) != self.since:
             raise UsageError("since must be normalized with normalize_since()", field="since")
         self.file_filter()
-        return self.compile()
 
 
 def normalize_since(text: str) -> str:
     """An ISO 8601 date or date-time as GitHub's `since` takes it: `YYYY-MM-DDTHH:MM:SSZ`, UTC.
 
-    A date alone means its midnight, a time without an offset UTC. Raises `UsageError`.
+    A date alone means its midnight, a time without an offset UTC; fractions of a second
+    are dropped (GitHub's times have none). Years 0001 to 9999, always written with four
+    digits. Raises `UsageError` for text that is no such date, or a time whose offset moves
+    it out of those years once in UTC (`0001-01-01T00:00+01:00`).
     """
     try:
         when = datetime.datetime.fromisoformat(text.strip())
-        if when.tzinfo is not None:
-            when = when.astimezone(datetime.UTC)  # OverflowError past year 1 or 9999
-    except (ValueError, AttributeError, OverflowError):
+    except (ValueError, AttributeError, TypeError):
         raise UsageError(
             f"since must be an ISO 8601 date or date-time (2024-01-31, 2024-01-31T12:00:00Z),"
             f" not {text!r}",
             field="since",
         ) from None
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if when.tzinfo is not None:
+        try:
+            when = when.astimezone(datetime.UTC)
+        except OverflowError:
+            raise UsageError(
+                f"since {text!r} is outside the years 0001 to 9999 once converted to UTC",
+                field="since",
+            ) from None
+    # Not strftime: its %Y writes year 1 as "1" on glibc, which GitHub (and we) refuse.
+    return when.replace(tzinfo=None, microsecond=0).isoformat(timespec="seconds") + "Z"
 
 
 @dataclass(frozen=True, slots=True)

@@ -965,6 +965,7 @@ async def _search(request: web.Request, query: Query, *, stream: bool) -> web.St
     app = request.app
     config = app[CONFIG]
     try:
+        query.check()  # every field before the status goes out: later, only a record could say
         await _compile_off_loop(query, config)
     except UsageError as exc:
         raise _bad_request(exc) from None

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gistscan.config import (
     MAX_CHUNK_SIZE,
@@ -101,6 +106,14 @@ def test_chunk_size_has_an_upper_bound() -> None:
         ("2024-01-31T12:30:00+02:00", "2024-01-31T10:30:00Z"),
         ("2024-01-31 12:30", "2024-01-31T12:30:00Z"),
         (" 2024-01-31T00:00:00.5-01:00 ", "2024-01-31T01:00:00Z"),
+        # Years below 1000 keep four digits (strftime's %Y wrote "1-01-01..." on glibc).
+        ("0001-01-01", "0001-01-01T00:00:00Z"),
+        ("0999-06-01", "0999-06-01T00:00:00Z"),
+        ("0001-01-01T00:30:00-00:30", "0001-01-01T01:00:00Z"),
+        ("9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59Z"),
+        ("9999-12-31T23:59:59+01:00", "9999-12-31T22:59:59Z"),
+        ("2024-01-31T12:00:00.999Z", "2024-01-31T12:00:00Z"),
+        ("20240131", "2024-01-31T00:00:00Z"),
     ],
 )
 def test_since_is_normalized_for_github(given: str, sent: str) -> None:
@@ -108,11 +121,44 @@ def test_since_is_normalized_for_github(given: str, sent: str) -> None:
     assert normalize_since(given) == sent
 
 
-@pytest.mark.parametrize("bad", ["yesterday", "2024-13-01", "", "2024-01-01T25:00"])
+@pytest.mark.parametrize(
+    "bad",
+    ["yesterday", "2024-13-01", "", "2024-01-01T25:00", "1-01-01", "10000-01-01", "0000-01-01"],
+)
 def test_bad_since_is_refused(bad: str) -> None:
     """Anything else is one clear UsageError."""
-    with pytest.raises(UsageError, match="ISO 8601"):
+    with pytest.raises(UsageError, match="ISO 8601") as refused:
         normalize_since(bad)
+    assert refused.value.field == "since"
+
+
+@pytest.mark.parametrize("bad", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-02:00"])
+def test_since_outside_the_years_once_in_utc_is_refused(bad: str) -> None:
+    """A valid date-time whose offset moves it before year 1 or past 9999 in UTC: said so."""
+    with pytest.raises(UsageError, match="outside the years 0001 to 9999 once converted to UTC"):
+        normalize_since(bad)
+
+
+@given(
+    when=st.datetimes(
+        min_value=datetime.datetime(1, 1, 2),
+        max_value=datetime.datetime(9999, 12, 30),
+        timezones=st.none() | st.timezones(),
+    ),
+    sep=st.sampled_from(["T", " "]),
+)
+def test_since_is_the_instant_in_utc_to_the_second(when: datetime.datetime, sep: str) -> None:
+    """Any ISO 8601 date-time in the years 1-9999: its instant in UTC, seconds floored,
+    written with a four-digit year; normalizing again changes nothing, so a query built
+    from it always passes `Query.check` (the server's check before its 200)."""
+    sent = normalize_since(when.isoformat(sep=sep))
+    utc = when.astimezone(datetime.UTC) if when.tzinfo else when
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", sent)
+    assert datetime.datetime.strptime(sent, "%Y-%m-%dT%H:%M:%SZ") == utc.replace(
+        tzinfo=None, microsecond=0
+    )
+    assert normalize_since(sent) == sent
+    Query("octo", "x", since=sent).check()
 
 
 def test_query_checks_its_new_fields() -> None:

@@ -77,6 +77,29 @@ async def test_get_filters_before_any_download(
     assert records[-1]["filtered"] == filtered
 
 
+@pytest.mark.parametrize("since", ["0001-01-01", "0999-06-01T00:00:00Z", "9999-12-31T23:59:59Z"])
+async def test_since_at_the_ends_of_the_calendar_on_both_routes(
+    fake: FakeGitHub, serve: Serve, since: str
+) -> None:
+    """Years 1 to 9999 are accepted on both routes and reach GitHub with four digits: a
+    complete answer, never a 500 or a stream cut after its 200."""
+    fake.add_user("bob", GISTS)
+    client = await serve(fake)
+    everything = since < "2020"
+    resp = await client.get(SEARCH.format("bob"), params=[("pattern", "needle"), ("since", since)])
+    assert resp.status == 200
+    records = await documented(client, resp)
+    assert records[-1]["complete"] is True and records[-1]["errors"] == 0
+    assert (len(found(records)) == 5) is everything
+    resp = await client.post(
+        "/api/v1/search", json={"username": "bob", "pattern": "needle", "since": since}
+    )
+    assert resp.status == 200
+    answer = await documented(client, resp)
+    assert answer["summary"]["complete"] is True
+    assert (len(answer["details"]) == 5) is everything
+
+
 async def test_post_filters_before_any_download(fake: FakeGitHub, serve: Serve) -> None:
     """POST body fields glob and language (arrays) and since (a string) work the same way."""
     fake.add_user("bob", GISTS)
@@ -104,6 +127,12 @@ async def test_post_filters_before_any_download(fake: FakeGitHub, serve: Serve) 
         ([("language", "x" * 101)], "at most 100 characters"),
         ([("glob", "*.py")] * 33, "at most 32 globs"),
         ([("since", "2024-01-01"), ("since", "2024-01-02")], "more than once"),
+        ([("since", "0001-01-01T00:00:00+01:00")], "outside the years 0001 to 9999"),
+        ([("glob", "[")], "unclosed character class"),
+        ([("glob", "{a")], "unclosed alternate group"),
+        ([("glob", "a}")], "unopened alternate group"),
+        ([("glob", "[c-a].py")], "invalid range"),
+        ([("glob", "*.py\\")], "dangling"),
     ],
 )
 async def test_get_bad_filters_are_400_before_any_request(
@@ -127,6 +156,8 @@ async def test_get_bad_filters_are_400_before_any_request(
         ({"language": [None]}, "array of strings"),
         ({"since": 20240101}, "must be a string"),
         ({"since": "soon"}, "ISO 8601"),
+        ({"since": "9999-12-31T23:00:00-02:00"}, "outside the years 0001 to 9999"),
+        ({"glob": ["{a,{b}}"]}, "nested alternate groups"),
     ],
 )
 async def test_post_bad_filters_are_400_before_any_request(
