@@ -32,6 +32,13 @@ class Budget:
         self.remaining: int | None = None  # the API's last x-ratelimit-remaining
         self.reset: float | None = None  # the API's last x-ratelimit-reset (Unix seconds)
 
+    @property
+    def exhausted(self) -> bool:
+        """Whether the API's primary limit, as last heard, is used up (or under the reserve)."""
+        if self.remaining is None or self.reset is None or self.reset <= time.time():
+            return False
+        return self.remaining < max(1, self.reserve)
+
     async def wait(self, host: str) -> float:
         """Seconds before `host` may be asked again (0.0: now)."""
         return max(0.0, self._until.get(host, 0.0) - time.time())

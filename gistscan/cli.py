@@ -68,20 +68,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _int_in(low: int, high: int) -> type[int]:
+def _int_in(low: int, high: int | None = None) -> type[int]:
+    """A whole number from `low` to `high` (None: no upper bound), said so when it is not."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if not low <= value <= high:
+        if high is None and value < low:
+            raise argparse.ArgumentTypeError(f"must be {low} or more: {text!r}")
+        if high is not None and not low <= value <= high:
             raise argparse.ArgumentTypeError(f"must be from {low} to {high}: {text!r}")
         return value
 
     return parse  # type: ignore[return-value]
 
 
-_positive = _int_in(1, sys.maxsize)  # upper bounds: Settings' own, named in its message
+# The bounds of the settings' flags are Settings' own (config.MAX_*, named in its message);
+# these are the options whose bounds are the command line's.
+_integer = _int_in(-sys.maxsize)
 _lines = _int_in(0, 1000)  # config.MAX_CONTEXT
 
 
@@ -114,8 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="search a user's gists and print the matching lines",
         formatter_class=raw,
         description="Print the lines of USER's public gists that match PATTERN, as grep does:"
-        " GIST_ID/FILENAME:LINE_NUMBER:LINE.\nExit status: 0 a match, 1 none, 2 an error."
-        " docs/cli.md has the details.",
+        " GIST_ID/FILENAME:LINE_NUMBER:LINE.\nOptions may come before, between or after USER"
+        " and PATTERN; after --, only USER and PATTERN.\nExit status: 0 a match, 1 none, 2 an"
+        " error. docs/cli.md has the details.",
         epilog=SEARCH_ENV,
     )
     s.add_argument("user", metavar="USER", help="GitHub login whose public gists to search")
@@ -131,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("-i", "--ignore-case", action="store_true", help="case-insensitive matching")
     add("-F", "--fixed-strings", action="store_true", help="patterns are literal strings")
     add("-w", "--word-regexp", action="store_true", help="only matches that are whole words")
+    add("-v", "--invert-match", action="store_true", help=argparse.SUPPRESS)  # refused: _query
     add = s.add_argument_group("what to read (decided before any download)").add_argument
     add(
         "-g", "--glob", action="append", metavar="GLOB", default=[],
@@ -143,11 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--since", metavar="DATE", help="only gists updated since DATE (ISO 8601, UTC default)")
     add = s.add_argument_group("output").add_argument
     add(
-        "-m", "--max-count", type=_positive, metavar="N",
-        help="at most N matching lines per file; the file's download stops there",
+        "-m", "--max-count", type=_int_in(0), metavar="N",
+        help="at most N matching lines per file; the file's download stops there"
+        " (0: read nothing, exit 1, as grep)",
     )  # fmt: skip
     add(
-        "--max-total", type=_positive, metavar="N",
+        "--max-total", type=_int_in(1), metavar="N",
         help="stop the search after N matches in all",
     )  # fmt: skip
     add("-A", "--after-context", type=_lines, metavar="N", help="N lines after each match")
@@ -172,18 +181,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--api-url", metavar="URL",
         help=f"GitHub API root (default: $GISTSCAN_API_URL or {DEFAULT_API_URL})",
     )  # fmt: skip
-    add("--concurrency", type=_positive, metavar="N", help="downloads in flight (default 8)")
-    add("--chunk-size", type=_positive, metavar="BYTES", help="read size (default 65536)")
+    add("--concurrency", type=_integer, metavar="N", help="downloads in flight, 1-100 (default 8)")
+    add(
+        "--chunk-size", type=_integer, metavar="BYTES",
+        help="read size, 1 to 16777216 (default 65536)",
+    )  # fmt: skip
     add(
         "--timeout", type=_positive_float, metavar="SECONDS",
         help="regex time budget per file, CPU seconds (default 2)",
     )  # fmt: skip
     add(
-        "--max-carry", type=_positive, metavar="CHARS",
-        help="most text kept to decide a match across chunks (default 1048576)",
+        "--max-carry", type=_integer, metavar="CHARS",
+        help="most text kept to decide a match across chunks, 1 to 67108864 (default 1048576)",
     )  # fmt: skip
     add(
-        "--retries", type=_int_in(0, 10), metavar="N",
+        "--retries", type=_integer, metavar="N",
         help="retries of a failed request, 0-10 (default 3)",
     )  # fmt: skip
     add(
@@ -213,6 +225,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """The command line's options; options may come before, between or after USER and
+    PATTERN (`search octo -i TODO`), as grep's do; after `--`, only USER and PATTERN."""
+    parser = build_parser()
+    if argv[:1] != ["search"]:
+        return parser.parse_args(argv)
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    args: argparse.Namespace = commands.choices["search"].parse_intermixed_args(argv[1:])
+    args.command = "search"
+    return args
+
+
 def _regexp_values(argv: Sequence[str]) -> list[str]:
     """`-e -x` as `--regexp=-x`: argparse would take `-x` for an option, grep takes a pattern."""
     out = []
@@ -230,16 +254,43 @@ def _regexp_values(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status (docs/cli.md). Ctrl-C: 130, no traceback."""
+    """Run the command line; return the exit status (docs/cli.md). Ctrl-C: 130, no traceback.
+
+    Called without `argv` (as the program), an interrupt ends the process at once with
+    `exit_interrupted`."""
     try:
-        return _main(sys.argv[1:] if argv is None else argv)
+        status = _main(sys.argv[1:] if argv is None else argv)
     except KeyboardInterrupt:  # before the search started, or between its end and here
         print("gistscan: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        status = EXIT_INTERRUPTED
+    if status == EXIT_INTERRUPTED and argv is None:
+        exit_interrupted()
+    return status
+
+
+def exit_interrupted() -> NoReturn:
+    """End the process with status 130 now, its output flushed.
+
+    Not through the interpreter's own exit: on CPython 3.11, a SIGINT that lands while an
+    `exec()` runs (a dataclass or attrs class being built by an import at start-up) marks
+    the KeyboardInterrupt as unhandled even once it is caught, and the exit then kills the
+    process with SIGINT: status -2, not 130. Nothing is left to clean up: an interrupted
+    search was closed before this, and its worker threads need not finish their chunk.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(EXIT_INTERRUPTED)
 
 
 def _main(argv: Sequence[str]) -> int:
-    args = build_parser().parse_args(_regexp_values(argv))
+    # Never a UnicodeEncodeError (a traceback, exit 1: "no match") on a stream that cannot
+    # encode a gist's text or a user's input, e.g. cp1252 on Windows: such characters print
+    # as "?", on stdout and stderr alike (Python's own stderr default would print "\u2713").
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
+    args = _parse(_regexp_values(argv))
     from gistscan.errors import UsageError  # the heavy imports, once --help is out of the way
 
     if args.command == "serve":
@@ -251,11 +302,8 @@ def _main(argv: Sequence[str]) -> int:
     except UsageError as exc:
         print(f"gistscan: {exc.message}", file=sys.stderr)
         return EXIT_ERROR
-    # Never a UnicodeEncodeError (a traceback, exit 1: "no match") on a stdout that cannot
-    # encode a gist's text, e.g. cp1252 on Windows: such characters print as "?".
-    for stream in (sys.stdout, sys.stderr):
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="replace" if stream is sys.stdout else "backslashreplace")
+    if args.max_count == 0:
+        return EXIT_NO_MATCH  # grep's and ripgrep's -m 0: read nothing, print nothing
     printer = _Printer(args, query, settings)
     try:
         return asyncio.run(printer.run())
@@ -291,6 +339,8 @@ def _query(args: argparse.Namespace) -> Query:
         raise UsageError("give PATTERN or -e PATTERN, not both")
     if not patterns:
         raise UsageError("a PATTERN (or -e PATTERN) is required")
+    if args.invert_match:
+        raise UsageError("-v (--invert-match) is not supported: gistscan reports where matches are")
     if args.json and (args.files_with_matches or args.count):
         raise UsageError("--json prints records; it cannot be used with -l or -c")
     if args.files_with_matches and args.count:
@@ -313,7 +363,7 @@ def _query(args: argparse.Namespace) -> Query:
         fixed_strings=fixed,
         word_regexp=args.word_regexp,
         max_matches=1 if args.quiet else args.max_total,
-        max_count=args.max_count,
+        max_count=args.max_count or None,  # -m 0 stops before the search (_main)
         files_with_matches=args.files_with_matches,
         before_context=before,
         after_context=after,
@@ -343,7 +393,9 @@ def _settings(args: argparse.Namespace) -> Settings:
     except UsageError as exc:
         if exc.field in given:  # name the flag the user typed, not the field
             flag = {"regex_timeout": "timeout"}.get(exc.field, exc.field).replace("_", "-")
-            raise UsageError(f"--{flag}: {exc.message}", field=exc.field) from None
+            said = exc.message.removeprefix(f"{exc.field} ")  # "concurrency must be ..."
+            said = f" {said}" if said != exc.message else f": {said}"
+            raise UsageError(f"--{flag}{said}", field=exc.field) from None
         raise
 
 
@@ -579,7 +631,9 @@ class _Printer:
     def _hint(self, e: Error) -> None:
         """One short line on what to do, for the faults a setting can fix (once each)."""
         hint = None
-        if e.code == "rate_limited" and not self.settings.token:
+        # Only GitHub's primary API limit: a token lifts it from 60 to 5,000 requests an hour.
+        # A secondary limit or the raw host's 429 would not care.
+        if e.code == "rate_limited" and e.primary_limit and not self.settings.token:
             hint = TOKEN_HINT
         elif (
             e.code == "upstream_error"

@@ -356,7 +356,7 @@ class Settings:
 
 
 def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    return lambda raw: None if raw.lower() in ("", "none", "off") else parse(raw)
+    return lambda raw: None if raw.lower() in ("none", "off") else parse(raw)
 
 
 # Value kind -> (parser, what the parser expects, for an error message).
@@ -364,9 +364,9 @@ ENV_KINDS: dict[str, tuple[Callable[[str], Any], str]] = {
     "int": (int, "an integer"),
     "float": (float, "a number"),
     "str": (str, "a string"),
-    "token": (lambda raw: raw or None, "a token"),
+    "token": (str, "a token"),
     # A value that may hold a credential (a Redis URL's password): never repeated either.
-    "secret": (lambda raw: raw or None, "a secret"),
+    "secret": (str, "a secret"),
     "optional_int": (_optional(int), "an integer or 'none'"),
     "optional_float": (_optional(float), "a number of seconds or 'none'"),
 }
@@ -396,12 +396,15 @@ SETTINGS_ENV: dict[str, tuple[str, str]] = {
 def read_env(table: Mapping[str, tuple[str, str]], environ: Mapping[str, str]) -> dict[str, Any]:
     """The fields `table` maps from the variables set in `environ`, parsed by their kind.
 
-    Raises `UsageError` naming the variable whose value does not parse.
+    A variable set to nothing (or only white space) counts as unset: `GISTSCAN_API_URL=`
+    from a template whose value was left out keeps the default, and never silently turns a
+    limit off (`none` or `off` does that, where a setting allows it). Raises `UsageError`
+    naming the variable whose value does not parse.
     """
     values: dict[str, Any] = {}
     for variable, (name, kind) in table.items():
         raw = environ.get(variable)
-        if raw is None:
+        if raw is None or not raw.strip():
             continue
         parse, expected = ENV_KINDS[kind]
         try:

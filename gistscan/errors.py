@@ -10,8 +10,10 @@ Every `UpstreamError` carries the stable snake_case record `code` of docs/record
 `rate_limited`, `upstream_error`, `invalid_response`, `too_large`, `deadline_exceeded`), the
 HTTP `status` when there was one, `retry_after` (seconds, finite) for rate limits, and the
 `url` that failed when it was a connection-level failure (so a front end can say which host it
-could not reach). aiohttp's own exceptions are translated into these in `gistscan.github`, the
-one module that talks HTTP.
+could not reach), and `primary_limit`: true for GitHub's primary API rate limit (the hourly
+one a token raises from 60 to 5,000 requests), false for a secondary limit or a raw host's.
+aiohttp's own exceptions are translated into these in `gistscan.github`, the one module that
+talks HTTP.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class UpstreamError(GistscanError):
         status: int | None = None,
         retry_after: float | None = None,
         url: str | None = None,
+        primary_limit: bool = False,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -48,6 +51,7 @@ class UpstreamError(GistscanError):
         self.status = status
         self.retry_after = retry_after
         self.url = url
+        self.primary_limit = primary_limit
 
 
 class ListingError(UpstreamError):

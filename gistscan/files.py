@@ -83,7 +83,9 @@ async def scan_file(
                 for event in lines.close(await run(scanner.close) if lines.scanning else []):
                     yield event
     except FetchError as exc:
-        yield Error(file.gist_id, file.filename, exc.code, exc.message)
+        yield Error(
+            file.gist_id, file.filename, exc.code, exc.message, primary_limit=exc.primary_limit
+        )
         yield FileDone(file, "failed")
         return
     except ScanTimeout as exc:

@@ -425,6 +425,7 @@ class GitHub:
                 "rate_limited",
                 f"{_HOST_NAMES[host]} {why}; it resets in {math.ceil(wait)} s",
                 retry_after=wait,
+                primary_limit=host == "api" and self.budget.exhausted,
             )
         left.spend(wait)
         await self._sleep(wait)
@@ -547,6 +548,7 @@ class GitHub:
                 f" it resets in {math.ceil(wait)} s",
                 status=status,
                 retry_after=wait,
+                primary_limit=host == "api" and _primary_limit(resp.headers, body),
             )
             return _Retry(limited, after=wait)
         if status == 404:
@@ -708,6 +710,14 @@ def _rate_limit_wait(status: int, headers: CIMultiDictProxy[str], body: bytes) -
     if not waits and (status == 429 or b"rate limit" in body.lower()):
         waits.append(SECONDARY_WAIT)
     return max(waits) if waits else None
+
+
+def _primary_limit(headers: CIMultiDictProxy[str], body: bytes) -> bool:
+    """Whether a rate-limit answer of the API is its primary (hourly) limit: remaining 0,
+    and no message naming a secondary limit (which may carry remaining 0 too)."""
+    said = body.lower()
+    secondary = b"secondary rate limit" in said or b"abuse" in said
+    return headers.get("X-RateLimit-Remaining", "").strip() == "0" and not secondary
 
 
 def _describe(exc: BaseException) -> str:

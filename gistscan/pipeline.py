@@ -262,7 +262,7 @@ async def search_events(
                 except ListingError as exc:
                     counts.errors += 1
                     complete = False
-                    yield Error(None, None, exc.code, exc.message)
+                    yield Error(None, None, exc.code, exc.message, primary_limit=exc.primary_limit)
                     break
                 counts.bytes = gh.bytes_received - bytes_before + git_bytes
                 if isinstance(event, FileDone):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -50,6 +50,9 @@ class Error:
     filename: str | None
     code: str
     message: str
+    # Not part of the record (never serialized): GitHub's primary API rate limit, the one a
+    # token raises; the command line's token hint is shown for it only.
+    primary_limit: bool = field(default=False, compare=False, metadata={"internal": True})
 
     type = "error"
 
@@ -83,7 +86,11 @@ Record = Match | Context | Error | Summary
 
 def to_dict(record: Record, *, with_type: bool = True) -> dict[str, Any]:
     """The record as a JSON-ready dict, `type` first (left out when `with_type` is false)."""
-    fields = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+    fields = {
+        f.name: getattr(record, f.name)
+        for f in dataclasses.fields(record)
+        if not f.metadata.get("internal")
+    }
     return {"type": record.type, **fields} if with_type else fields
 
 

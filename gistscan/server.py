@@ -1136,8 +1136,14 @@ async def user_gists(request: web.Request) -> web.Response:
     GitHub's gist objects, the whole list or a page. Counts against the search limits."""
     app = request.app
     config = app[CONFIG]
+    name = request.match_info["username"]
+    resource = request.match_info.route.resource
+    if "." in name and resource is not None and resource.canonical == "/{username}":
+        # /favicon.ico, /robots.txt...: a GitHub login has no dot, so a single-segment path
+        # with one names a file nobody serves here, not a user to refuse.
+        raise Refused(404, {"error": "not_found", "message": f"nothing at {request.path}"})
     try:
-        username = check_username(request.match_info["username"])
+        username = check_username(name)
         page, per_page = page_from_params(request.query)
     except UsageError as exc:
         raise Refused(400, {"error": "invalid_request", "message": exc.message}) from None

@@ -33,6 +33,7 @@ from tests.fake_github import (
     gist_id,
     make_gists,
 )
+from tests.hostile_github import HostileGitHub
 
 
 @dataclass
@@ -218,16 +219,27 @@ async def test_binary_files_are_skipped(fake: FakeGitHub) -> None:
         (["search", "octo", "x" * 1001], "1001 characters long"),
         (["search", "octo", "(?V1)a"], "does not compile"),
         (["search", "octo", "(?:a{1000}){1000}"], "unroll to about 1000000 items"),
-        (["search", "octo", "x", "--concurrency", "0"], "--concurrency"),
+        (
+            ["search", "octo", "x", "--concurrency", "0"],
+            "--concurrency must be an integer from 1 to 100",
+        ),
+        (["search", "octo", "x", "--retries", "11"], "--retries must be from 0 to 10"),
+        (["search", "octo", "x", "--max-total", "0"], "must be 1 or more"),
+        (["search", "octo", "x", "-m", "-1"], "must be 0 or more"),
+        (["search", "octo", "x", "-v"], "-v (--invert-match) is not supported"),
+        (["search", "octo", "x", "-g", "["], "unclosed character class"),
+        (["search", "octo", "x", "-g", "{a"], "unclosed alternate group"),
+        (["search", "octo", "x", "-g", "[c-a].py"], "invalid range; 'c' > 'a'"),
+        (["search", "octo", "x", "--since", "0001-01-01T00:00+01:00"], "outside the years"),
         (["search", "octo", "x", "-m", "many"], "-m/--max-count"),
         (["search", "octo", "x", "--timeout", "-1"], "--timeout"),
         (["search", "octo", "x", "--api-url", "ftp://x"], "must start with http"),
         (["search", "octo", "x", "--api-url", "http://[::1"], "Invalid IPv6 URL"),
         (["search", "octo", "x", "--api-url", "http://127.0.0.1:99999"], "Port out of range"),
         (["search", "octo", "x", "--api-url", "http:///gists"], "names no host"),
-        (["search", "octo", "x", "--chunk-size", "99999999999999"], "chunk_size must be"),
-        (["search", "octo", "x", "--max-carry", "99999999999999"], "max_carry must be"),
-        (["search", "octo", "x", "--concurrency", "100000"], "concurrency must be"),
+        (["search", "octo", "x", "--chunk-size", "99999999999999"], "from 1 to 16777216"),
+        (["search", "octo", "x", "--max-carry", "99999999999999"], "from 1 to 67108864"),
+        (["search", "octo", "x", "--concurrency", "100000"], "from 1 to 100"),
         (["search", "octo", "x", "--since", "yesterday"], "ISO 8601"),
         (["search", "octo", "x", "-g", "!"], "an empty glob"),
         (["search", "octo", "x", "-g", "{a,b}" * 12], "expands to over 1000"),
@@ -253,7 +265,69 @@ async def test_bad_input_is_refused_before_any_request(
     assert run.out == ""
     assert message in run.err
     assert len(run.err.strip().splitlines()) == 1
+    assert "9223372036854775807" not in run.err  # a bound is the real one
     assert sum(fake.requests.values()) == 0
+
+
+def test_the_flags_bounds_are_the_settings_bounds() -> None:
+    """The bounds --help and the errors state are the ones Settings and Query enforce."""
+    from gistscan.cli import build_parser
+    from gistscan.config import MAX_CARRY_LIMIT, MAX_CHUNK_SIZE, MAX_CONCURRENCY, MAX_CONTEXT
+
+    text = build_parser()._subparsers._group_actions[0].choices["search"].format_help()  # type: ignore[union-attr]
+    text = " ".join(text.split())
+    assert f"downloads in flight, 1-{MAX_CONCURRENCY}" in text
+    assert f"read size, 1 to {MAX_CHUNK_SIZE}" in text
+    assert f"1 to {MAX_CARRY_LIMIT}" in text
+    assert MAX_CONTEXT == 1000  # cli._lines
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["octo", "-i", "DEPLOY"],
+        ["-i", "octo", "DEPLOY"],
+        ["octo", "DEPLOY", "-i"],
+        ["octo", "-i", "--json", "DEPLOY", "--concurrency", "1"],
+        ["octo", "-g", "*.md", "-C", "0", "-m", "5", "-i", "DEPLOY"],
+    ],
+)
+async def test_options_may_come_between_user_and_pattern(fake: FakeGitHub, args: list[str]) -> None:
+    """As grep's: options before, between or after USER and PATTERN all mean the same."""
+    fake.add_user("octo", [FakeGist("g1", [FakeFile("a.md", b"deploy now\n")])])
+    run = await gistscan("search", *args, "--api-url", fake.api_url)
+    assert run.code == 0, run.err
+    if "--json" in args:
+        assert [r["line"] for r in run.records if r["type"] == "match"] == ["deploy now"]
+    else:
+        assert run.out == "g1/a.md:1:deploy now\n"
+
+
+async def test_after_double_dash_and_with_e_a_pattern_may_start_with_a_dash(
+    fake: FakeGitHub,
+) -> None:
+    """`--` ends the options (what follows is USER and PATTERN); `-e -x` is a pattern."""
+    fake.add_user("octo", [FakeGist("g1", [FakeFile("a.md", b"a -x b\n-i\n")])])
+    dashed = await gistscan("search", "--api-url", fake.api_url, "octo", "--", "-x")
+    assert dashed.out == "g1/a.md:1:a -x b\n"
+    option_like = await gistscan("search", "--api-url", fake.api_url, "-F", "octo", "--", "-i")
+    assert option_like.out == "g1/a.md:2:-i\n"
+    with_e = await gistscan("search", "octo", "-e", "-x", "-i", "--api-url", fake.api_url)
+    assert with_e.out == "g1/a.md:1:a -x b\n"
+    late = await gistscan("search", "octo", "--", "-x", "-i", "--api-url", fake.api_url)
+    assert late.code == 2 and "unrecognized arguments" in late.err
+
+
+async def test_max_count_zero_reads_nothing_and_exits_1(fake: FakeGitHub) -> None:
+    """-m 0 as grep's and ripgrep's: nothing requested, nothing printed, exit 1; a bad
+    option beside it is still refused."""
+    fake.add_user("octo", [FakeGist("g1", [FakeFile("a.md", b"deploy\n")])])
+    for extra in ((), ("--json",)):
+        run = await gistscan(*search(fake, "octo", "deploy", "-m", "0", *extra))
+        assert (run.code, run.out, run.err) == (1, "", "")
+    assert sum(fake.requests.values()) == 0
+    bad = await gistscan(*search(fake, "octo", "(", "-m", "0"))
+    assert bad.code == 2 and "does not compile" in bad.err
 
 
 @pytest.mark.parametrize(
@@ -758,6 +832,18 @@ async def test_escape_sequences_are_shown_escaped_and_cp1252_never_crashes(
     assert b"\x1b" not in out
 
 
+async def test_stderr_replaces_what_it_cannot_encode_as_stdout_does(fake: FakeGitHub) -> None:
+    """On a cp1252 stderr, an error naming a file "✓.txt" prints "?.txt", as stdout would;
+    so does a refused input."""
+    fake.add_user("winuser", [FakeGist("aaaa0011", [FakeFile("✓.txt", b"x\n", fault="404")])])
+    cp1252 = {"PYTHONIOENCODING": "cp1252"}
+    run = await gistscan(*search(fake, "winuser", "x"), env=cp1252)
+    assert run.code == 2
+    assert "gistscan: aaaa0011/?.txt: not_found:" in run.err and "\\u2713" not in run.err
+    refused = await gistscan(*search(fake, "winuser", "x", "-g", "✓["), env=cp1252)
+    assert refused.code == 2 and "invalid glob '?['" in refused.err
+
+
 async def test_json_is_utf8_whatever_the_terminal_encoding(fake: FakeGitHub) -> None:
     """--json is UTF-8 NDJSON on any stdout (case 10-stdout-encoding): both lines, exit 0."""
     todo = FakeFile("todo.md", "- [x] deploy ✓ done\n- [ ] deploy 🚀 later\n".encode())
@@ -815,6 +901,41 @@ async def test_version() -> None:
     """--version prints the version."""
     run = await gistscan("--version")
     assert (run.code, run.out) == (0, f"gistscan {__version__}\n")
+
+
+@pytest.mark.parametrize(
+    ("user", "hinted"),
+    [
+        ("resetinf", True),  # the primary limit: 403, x-ratelimit-remaining 0
+        ("secondary403", False),  # a secondary limit, remaining 4987
+        ("secondary429", False),  # a bare 429 with a secondary limit's message
+        ("rawlimit", False),  # the raw host's 429: the API is fine
+    ],
+)
+async def test_the_token_hint_is_for_the_primary_limit_only(
+    hostile: HostileGitHub, user: str, hinted: bool
+) -> None:
+    """A token lifts GitHub's primary API limit (60 to 5,000 an hour), nothing else: the
+    hint shows for that limit only, and an empty GITHUB_TOKEN counts as none."""
+    hostile.n_files = 2
+    run = await gistscan(
+        "search", user, "needle", "--api-url", hostile.api_url, "--retries", "0",
+        env={"GITHUB_TOKEN": ""},
+    )  # fmt: skip
+    assert run.code == 2 and "rate_limited" in run.err
+    assert ("hint: set GITHUB_TOKEN" in run.err) is hinted
+
+
+async def test_an_exhausted_limit_seen_on_a_200_gets_the_hint(make_fake: MakeFake) -> None:
+    """The answer that spends the last request is a 200 (remaining 0): the next page is then
+    held until the reset, without asking; that refusal is the primary limit too."""
+    fake = await make_fake(rate_limit=1)
+    fake.add_user("octo", make_gists("octo", 3))
+    env = {"GITHUB_TOKEN": "", "GISTSCAN_PER_PAGE": "1"}
+    run = await gistscan(*search(fake, "octo", "x"), env=env)
+    assert run.code == 2 and "rate_limited" in run.err
+    assert "hint: set GITHUB_TOKEN" in run.err, run.err
+    assert fake.remaining == 0
 
 
 async def test_rate_limit_says_how_to_set_the_token(fake: FakeGitHub) -> None:

@@ -20,6 +20,17 @@ from gistscan.config import (
 from gistscan.errors import UsageError
 
 
+def test_an_empty_variable_is_unset() -> None:
+    """`GISTSCAN_API_URL=` (a template's value left out) keeps the default, for every
+    variable: an empty value never fails, and never turns a limit off."""
+    empty = {variable: "" for variable in SETTINGS_ENV} | {"GISTSCAN_REGEX_TIMEOUT": "  "}
+    assert Settings.from_env(empty) == Settings()
+    assert Settings.from_env({"GISTSCAN_REGEX_TIMEOUT": "none"}).regex_timeout is None
+    from gistscan.server import ENV, ServerConfig
+
+    assert ServerConfig.from_env({variable: "" for variable in ENV}) == ServerConfig()
+
+
 def test_from_env_reads_every_variable_and_flags_win() -> None:
     """Each GISTSCAN_* variable reaches its setting; an override (a flag) beats it."""
     env = {

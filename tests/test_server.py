@@ -810,6 +810,22 @@ async def test_user_gists_errors(
             assert int(resp.headers["Retry-After"]) > 0
 
 
+@pytest.mark.parametrize("path", ["/favicon.ico", "/robots.txt", "/apple-touch-icon.png", "/a.b"])
+async def test_a_single_segment_with_a_dot_is_no_user(
+    fake: FakeGitHub, serve: Serve, path: str
+) -> None:
+    """GitHub logins have no dot: /favicon.ico is a file nobody serves here (404 not_found,
+    the list's error shape), not a user name to refuse (400); GitHub is not asked."""
+    client = await serve(fake)
+    resp = await client.get(path)
+    assert resp.status == 404
+    body = await documented(client, resp)
+    assert body == {"error": "not_found", "message": f"nothing at {path}"}
+    assert upstream_requests(fake) == 0
+    resp = await client.get("/api/v1/users/a.b/gists")  # the API route still says why
+    assert resp.status == 400 and LOGIN in (await resp.json())["message"]
+
+
 async def test_user_gists_later_page_fails(fake: FakeGitHub, serve: Serve) -> None:
     """A failure on any page fails the whole list: never a partial list with a 200."""
     fake.add_user("grace", make_gists("grace", 150))
