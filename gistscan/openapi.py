@@ -70,7 +70,12 @@ def _schemas(config: ServerConfig) -> dict[str, Any]:
             "minimum": 0,
             "description": "files left out by the glob and language filters, never requested",
         },
-        "bytes": count,
+        "bytes": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "bytes this search downloaded from GitHub, not bytes scanned: files"
+            " served from the cache count 0",
+        },
         "matches": count,
         "errors": count,
         "complete": {"type": "boolean"},
@@ -293,7 +298,8 @@ def _since() -> dict[str, Any]:
         "type": "string",
         "anyOf": _SINCE_FORMATS,
         "description": "only gists updated since then (ISO 8601 date or date-time, UTC when"
-        " no offset is given); passed to GitHub, so older gists are not even listed",
+        " no offset is given; years 0001-9999 once in UTC, else 400); passed to GitHub, so"
+        " older gists are not even listed",
         "examples": ["2024-01-31", "2024-01-31T12:00:00Z"],
     }
 

@@ -63,7 +63,8 @@ class Summary:
 
     `files`: files searched (to their end, or to the per-file stop of -m/-l); `skipped`:
     binary files; `filtered`: files left out by the glob and language filters, never
-    requested; `bytes`: bytes read (raw downloads and git, retries included).
+    requested; `bytes`: bytes downloaded (raw URLs and git, retries included), not scanned:
+    a file served from the server's cache counts 0.
     """
 
     username: str
