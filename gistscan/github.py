@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import functools
 import math
+import os
 import random
 import time
 import urllib.request
@@ -67,10 +69,25 @@ def client_session(**options: Any) -> aiohttp.ClientSession:
 def env_proxy(url: URL) -> URL | None:
     """The proxy the environment names for `url` (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, minus
     NO_PROXY, as curl and git read them), or None."""
-    if url.host is None or urllib.request.proxy_bypass(url.host):
+    # urllib decodes the whole environment on each call: read only the variables it
+    # consults, and decide once per host for as long as they stay the same.
+    names = _PROXY_VARIABLES
+    return _env_proxy(url.scheme, url.host, tuple(os.environ.get(n) for n in names))
+
+
+_PROXY_VARIABLES = tuple(
+    case(name)
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "request_method")
+    for case in (str.lower, str.upper)
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _env_proxy(scheme: str, host: str | None, _variables: tuple[str | None, ...]) -> URL | None:
+    if host is None or urllib.request.proxy_bypass(host):
         return None
     proxies = urllib.request.getproxies()
-    proxy = proxies.get(url.scheme) or proxies.get("all")
+    proxy = proxies.get(scheme) or proxies.get("all")
     return URL(proxy) if proxy else None
 
 
