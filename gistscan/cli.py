@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from gistscan import __version__
 
@@ -64,7 +64,13 @@ environment (docs/settings.md lists every variable with its default):
 class _Parser(argparse.ArgumentParser):
     """argparse, but a bad option is one line on stderr and exit 2."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.marks: dict[str, str] = {}  # the arguments after `--`, by their mark (_parse)
+
     def error(self, message: str) -> NoReturn:
+        for mark, value in self.marks.items():
+            message = message.replace(mark, value)
         self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see --help)\n")
 
 
@@ -232,8 +238,19 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     if argv[:1] != ["search"]:
         return parser.parse_args(argv)
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    args: argparse.Namespace = commands.choices["search"].parse_intermixed_args(argv[1:])
+    search = commands.choices["search"]
+    rest = argv[1:]
+    if "--" in rest:
+        # Python 3.11's intermixed parsing drops `--` in its first pass, and its second then
+        # takes `-Jerry-` after it for an option: what follows `--` is parsed as marks that
+        # cannot look like one (a NUL is in no real argument), then put back.
+        at = rest.index("--") + 1
+        search.marks = {f"\0{i}": value for i, value in enumerate(rest[at:])}
+        rest = rest[:at] + list(search.marks)
+    args: argparse.Namespace = search.parse_intermixed_args(rest)
     args.command = "search"
+    args.user = search.marks.get(args.user, args.user)
+    args.pattern = search.marks.get(args.pattern, args.pattern)
     return args
 
 

@@ -315,7 +315,10 @@ async def test_after_double_dash_and_with_e_a_pattern_may_start_with_a_dash(
     with_e = await gistscan("search", "octo", "-e", "-x", "-i", "--api-url", fake.api_url)
     assert with_e.out == "g1/a.md:1:a -x b\n"
     late = await gistscan("search", "octo", "--", "-x", "-i", "--api-url", fake.api_url)
-    assert late.code == 2 and "unrecognized arguments" in late.err
+    assert late.code == 2 and "unrecognized arguments: -i --api-url" in late.err
+    fake.add_user("-octo-", [FakeGist("g2", [FakeFile("b.md", b"-y\n")])])
+    both = await gistscan("search", "--api-url", fake.api_url, "--", "-octo-", "-y")
+    assert both.out == "g2/b.md:1:-y\n"
 
 
 async def test_max_count_zero_reads_nothing_and_exits_1(fake: FakeGitHub) -> None:

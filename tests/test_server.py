@@ -668,7 +668,9 @@ BAD_INPUT = [
     bad("list unknown param", "GET", "/octocat", query(since="2020-01-01"), "invalid_request",
         "unknown parameter 'since'"),
     bad("list underscore login", "GET", "/octo_cat", {}, "invalid_request", LOGIN),
-    bad("list dot", "GET", "/octo.cat", {}, "invalid_request", LOGIN),
+    # A login has no dot: a single segment with one is a file nobody serves, not a user.
+    bad("list dot", "GET", "/octo.cat", {}, "not_found", "nothing at /octo.cat", status=404),
+    bad("api list dot", "GET", "/api/v1/users/octo.cat/gists", {}, "invalid_request", LOGIN),
 ]  # fmt: skip
 
 
