@@ -710,7 +710,9 @@ async def _body(
     retried. A body that breaks off before its Content-Length raises aiohttp's
     `ClientPayloadError` (a transient failure).
     """
-    decoder = _Decoder(resp.headers.get("Content-Encoding", ""), kind, resp.status)
+    # Two Content-Encoding headers are one list of codings (RFC 9110 5.3).
+    coding = ", ".join(resp.headers.getall("Content-Encoding", ()))
+    decoder = _Decoder(coding, kind, resp.status)
     while True:
         async with left.spending() if left is not None else contextlib.nullcontext():
             data = await resp.content.readany()
@@ -780,7 +782,7 @@ def _github_message(body: bytes) -> str:
         message = orjson.loads(body).get("message", "")
     except (ValueError, AttributeError):
         return ""
-    return message[:300] if isinstance(message, str) else ""
+    return " ".join(message.split())[:300] if isinstance(message, str) else ""
 
 
 def _seconds(value: str | None, *, epoch: bool = False) -> float | None:

@@ -79,7 +79,7 @@ SECONDARY_BODIES: dict[str, dict[str, str]] = {
     },
     "shouting403": {"message": "YOU HAVE EXCEEDED A SECONDARY RATE-LIMIT"},
     "forbidden403": {
-        "message": "Resource not accessible by integration",
+        "message": "Resource not accessible\nby integration",  # a message is printed on one line
         "documentation_url": "https://docs.github.com/rest/gists/gists#list-gists-for-a-user",
     },
 }
@@ -405,8 +405,11 @@ class HostileGitHub:
         if kind == "forbidden":
             return web.Response(status=403, text="403: Forbidden")
         if kind in ENCODED:
-            coding, data = ENCODED[kind]
-            return web.Response(body=data, headers={**TEXT, "Content-Encoding": coding})
+            codings, data = ENCODED[kind]
+            resp = web.Response(body=data, headers=TEXT)
+            for coding in codings.split("|"):  # `|`: one Content-Encoding header each
+                resp.headers.add("Content-Encoding", coding)
+            return resp
         if kind == "shortraw":  # Content-Length 1000, then 20 bytes and the connection closes
             resp = web.StreamResponse(headers=TEXT)
             resp.content_length = 1000
@@ -440,7 +443,8 @@ def _deflate(data: bytes, wbits: int) -> bytes:
 
 _TEXT = b"hello world\n" * 2000 + b"needle in a compressed file\n"
 _GZ = gzip.compress(_TEXT)
-# Raw kinds with a Content-Encoding: (its value, the body). Only the `*ok` ones decode whole.
+# Raw kinds with a Content-Encoding: (its value, `|` between two headers; the body). Only the
+# `*ok` ones decode whole.
 ENCODED: dict[str, tuple[str, bytes]] = {
     "gzip1": ("gzip", gzip.compress(b"needle in a compressed file\n")),
     "gzipok": ("GZip ", _GZ),
@@ -449,6 +453,7 @@ ENCODED: dict[str, tuple[str, bytes]] = {
     "deflateok": ("deflate", _deflate(_TEXT, 15)),
     "rawdeflateok": ("deflate", _deflate(_TEXT, -15)),
     "gzip2": ("gzip,gzip", gzip.compress(_GZ)),
+    "gzip2headers": ("gzip|gzip", gzip.compress(_GZ)),
     "xenc": ("x-foo", _GZ),
     "brenc": ("br", b"\x1b\x1a\x00\x00needle"),
     "zstdenc": ("zstd", b"\x28\xb5\x2f\xfd needle"),

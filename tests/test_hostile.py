@@ -153,7 +153,7 @@ async def test_every_hostile_upstream_gives_a_clear_error_or_the_right_answer(
     assert result.summary.complete is not failed
     assert result.summary.errors == len(result.listing_errors) + len(result.file_errors)
     for error in result.listing_errors + result.file_errors:
-        assert error.message and "Traceback" not in error.message
+        assert error.message and "Traceback" not in error.message and "\n" not in error.message
     # Bounded memory: no endless body was read whole (at most the page cap, a few KB of an
     # error body, or what a stalled request let through in its time).
     assert hostile.written < 64 * 1024 * 1024
@@ -284,6 +284,7 @@ async def test_list_page_over_the_cap_is_refused_unread(hostile: HostileGitHub) 
 
 UNDECODABLE = {
     "gzip2": "'gzip,gzip', which cannot be decoded",
+    "gzip2headers": "'gzip, gzip', which cannot be decoded",
     "xenc": "'x-foo', which cannot be decoded",
     "brenc": "'br', which cannot be decoded",
     "zstdenc": "'zstd', which cannot be decoded",
