@@ -57,7 +57,7 @@ from gistscan.config import (
 from gistscan.errors import ListingError, UsageError
 from gistscan.fair import FairPool
 from gistscan.filters import MAX_FILTER_LENGTH, MAX_FILTERS
-from gistscan.github import GitHub, client_session, env_proxy
+from gistscan.github import GitHub, client_session, env_proxies
 from gistscan.metrics import (
     DRAINING,
     ERROR_RECORDS,
@@ -633,7 +633,7 @@ async def _probe_github(session: aiohttp.ClientSession, settings: Settings) -> N
             url,
             headers={"User-Agent": settings.user_agent},
             timeout=aiohttp.ClientTimeout(total=settings.request_timeout or 30.0),
-            proxy=env_proxy(URL(url)),  # as every request to GitHub goes
+            proxy=env_proxies()(URL(url)),  # as every request to GitHub goes
         ) as resp:
             await resp.read()
     except (aiohttp.ClientConnectionError, TimeoutError) as exc:
@@ -1161,7 +1161,8 @@ async def user_gists(request: web.Request) -> web.Response:
             if page is None and per_page is None:
                 items = await _whole_list(github, username, config)
             else:
-                items = (await github.get_page(_page_url(github, username, page, per_page))).items
+                listed = await github.get_page(_page_url(github, username, page, per_page))
+                items = listing.first_listings(listed.items, set())
         except ListingError as exc:
             raise _listing_refusal(exc, {"error": exc.code, "message": exc.message}) from None
     return _json(items)
@@ -1170,11 +1171,12 @@ async def user_gists(request: web.Request) -> web.Response:
 async def _whole_list(github: GitHub, username: str, config: ServerConfig) -> list[dict[str, Any]]:
     """Every page, followed by GitHub's Link URLs; refused past `max_list_pages` pages."""
     items: list[dict[str, Any]] = []
+    seen: set[str] = set()  # a gist met on two pages (they shifted) is listed once
     pages = listing.pages(github, username, per_page=config.settings.per_page)
     async with aclosing(pages):
         count = 0
         async for page in pages:
-            items.extend(page.items)
+            items.extend(listing.first_listings(page.items, seen))
             count += 1
             if count == config.max_list_pages and page.next_url is not None:
                 raise Refused(
