@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -44,6 +46,7 @@ async def chromium() -> AsyncIterator[str]:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: its helpers end with it
         )
         try:
             # Chromium writes the port it chose to DevToolsActivePort in the profile.
@@ -56,8 +59,10 @@ async def chromium() -> AsyncIterator[str]:
             port = active.read_text().split()[0]
             yield f"http://127.0.0.1:{port}"
         finally:
-            if proc.returncode is None:
-                proc.kill()
+            # The whole group, not only the browser: a renderer or crash handler left running
+            # would go on writing in the profile while it is deleted ("Directory not empty").
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
 
 
