@@ -718,12 +718,16 @@ class Scanner:
         for first, i in self._occ:
             lo = self._window_start(first)
             bound = end if final else self._window_bound(i)
-            if bound is None and lo >= horizon:
-                if open_from is not None:  # a bounded lead: attempts from lo on stay open
-                    open_from = min(open_from, lo)
-                break
-            stop = limit if bound is None else bound
-            hi = i if bound is not None else min(i, horizon - 1)
+            if bound is None:
+                # Attempts in [lo, i] past the classic horizon may examine text not yet
+                # here: they stay open (and so do all later windows': bounds only grow).
+                if open_from is not None:
+                    open_from = min(open_from, max(lo, horizon))
+                if lo >= horizon:
+                    break
+                stop, hi = limit, min(i, horizon - 1)
+            else:
+                stop, hi = bound, i
             if windows and lo <= windows[-1][1] + 1:
                 first, last, endpos = windows[-1]
                 windows[-1] = (first, max(last, hi), max(endpos, stop))
