@@ -447,7 +447,6 @@ class Scanner:
         self._occ_from = 0
         self._occ_last = -1
         self.occurrences = 0  # found so far (FileScanner skips the byte check in hot spans)
-        self._searched = 0  # where the last search stopped (non-restartable plans)
         # Without literals: google-re2 (the `speed` extra, linear time, no regex budget to
         # arm) finds where a match may start in pure-ASCII text, regex decides there.
         self._superset = _superset_filter(pattern, p) if prefilter and self.finder is None else None
@@ -470,7 +469,7 @@ class Scanner:
         classic = self._horizon()
         if self.finder is not None:
             self._commit_windows(classic)
-        elif classic is not None and classic[0] > self._pos and self._worth_searching():
+        elif classic is not None and classic[0] > self._pos + (not self.plan.restartable):
             if self._superset is not None and self._buf.isascii():
                 self._commit_superset(*classic)
             else:
@@ -626,27 +625,19 @@ class Scanner:
                 best = candidate
         return best
 
-    def _worth_searching(self) -> bool:
-        """A search that can only start at `_pos` runs again over the text it already saw:
-        run it only once the new text is as long as that (amortised linear work)."""
-        if self.plan.restartable:
-            return True
-        behind = self._end - self._pos
-        if self._end - self._searched >= self._searched - self._pos or 2 * behind > self.max_carry:
-            self._searched = self._end
-            return True
-        return False
-
     def _commit(self, horizon: int, limit: int) -> None:
         """Decide every attempt starting before `horizon` (each examines text before `limit`):
         pend its matches, advance `_pos`."""
         found, resume = self.guard.run(lambda t: self._search(horizon, limit, t))
         for start, end, text in found:
             self._pend(start, end, text)
+        decided = min(horizon, self._end)
         if self.plan.restartable:
-            self._pos = max(resume, min(horizon, self._end))
+            self._pos = max(resume, decided)
         else:
-            self._pos = resume
+            # The next search starts at a match end or at an attempt that failed
+            # (Plan.restartable): attempts in [resume, horizon) all did.
+            self._pos = max(resume, decided - 1)
         self._drop_decided_occurrences()
 
     def _drop_decided_occurrences(self) -> None:
