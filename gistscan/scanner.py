@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import codecs
 import importlib
+import os
 import threading
 import time
 from collections import deque
@@ -123,67 +124,69 @@ class Hit:
 
 # -- the regex budget ---------------------------------------------------------------------------
 
-_active_lock = threading.Lock()
-_active = 0  # matching calls in progress in this process, for Guard's first estimate
-
 
 class Guard:
     """A file's regex budget, in CPU seconds of the thread that runs its matching.
 
     The budget starts at `timeout` and grows by `timeout` for every MiB (`BUDGET_BYTES`) of
     the file read, holding at most `timeout` unspent: a pattern that decides a MiB in less
-    than `timeout` seconds never runs out, whatever the file's size, while one attempt that
-    backtracks catastrophically stops after about `timeout` seconds. It charges only this
-    thread's own CPU time (`time.thread_time`), so files matched in parallel do not spend
-    each other's budgets.
+    than `timeout` seconds never runs out, whatever the file's size. Each call is charged
+    this thread's own CPU time (`time.thread_time`), so files matched in parallel do not
+    spend each other's budgets.
 
     `regex`'s own `timeout=` (the only way to stop a call midway) counts the whole process's
-    CPU time, which other threads advance too. So each call gets the budget left times an
-    estimate of how much faster the process clock runs (the matching calls in progress, then
-    what was observed); when it fires early anyway (our thread had not spent the budget),
-    the call is run again with the observed ratio and the lost time is not charged.
+    CPU time, which every thread advances; a call stopped before this thread had spent its
+    budget would have to run again from its start, its work lost. So a call gets the budget
+    left times `threads()`: the threads of the process, or the cores when more (a pool may
+    start its threads as work comes, up to one per core). The operating system shares the
+    cores between the runnable threads, so the process clock runs at most that many times
+    faster than this thread's, and the call cannot stop before the budget is spent. The
+    price: one attempt that backtracks catastrophically may run up to that many times the
+    budget when its thread has the cores to itself. A call stopped early all the same (its
+    thread starved of its share) runs again with twice the allowance, the lost time not
+    charged, at most `RETRIES` times.
     """
 
-    RETRIES = 6
+    RETRIES = 3
 
-    def __init__(self, timeout: float | None) -> None:
+    def __init__(
+        self,
+        timeout: float | None,
+        *,
+        own_clock: Callable[[], float] = time.thread_time,
+        threads: Callable[[], int] = lambda: max(threading.active_count(), os.cpu_count() or 1),
+    ) -> None:
         self.timeout = timeout
         self.left = timeout if timeout is not None else 0.0
+        self._own_clock = own_clock
+        self._threads = threads
 
     def refill(self, n_bytes: int) -> None:
         if self.timeout is not None:
             self.left = min(self.timeout, self.left + self.timeout * n_bytes / BUDGET_BYTES)
 
     def run(self, call: Callable[[float | None], T]) -> T:
-        """`call(timeout)` under the budget (timeout in process CPU seconds, or None)."""
-        global _active
+        """`call(timeout)` under the budget (timeout in process CPU seconds, or None).
+        Raises ScanTimeout when the budget is spent."""
         if self.timeout is None:
             return call(None)
-        with _active_lock:
-            _active += 1
-            ratio = max(1.0, float(_active))
-        try:
-            for retry in range(self.RETRIES + 1):
-                if self.left <= 0:
-                    raise ScanTimeout("the pattern ran out of its regex time budget")
-                own, process = time.thread_time(), time.process_time()
-                try:
-                    result = call(self.left * ratio * 1.05 + 0.002)
-                except TimeoutError:
-                    own = time.thread_time() - own
-                    process = time.process_time() - process
-                    if own >= 0.9 * self.left or retry == self.RETRIES:
-                        self.left = 0.0
-                        raise ScanTimeout("the pattern ran out of its regex time budget") from None
-                    # Other threads ran the process clock ahead of ours: not this file's work.
-                    ratio = max(ratio * 1.5, process / max(own, 1e-4))
-                    continue
-                self.left -= time.thread_time() - own
-                return result
-            raise AssertionError("unreachable")
-        finally:
-            with _active_lock:
-                _active -= 1
+        ratio = float(max(1, self._threads()))
+        for retry in range(self.RETRIES + 1):
+            if self.left <= 0:
+                raise ScanTimeout("the pattern ran out of its regex time budget")
+            own = self._own_clock()
+            try:
+                result = call(self.left * ratio * 1.05 + 0.002)
+            except TimeoutError:
+                own = self._own_clock() - own
+                if own >= 0.9 * self.left or retry == self.RETRIES:
+                    self.left = 0.0
+                    raise ScanTimeout("the pattern ran out of its regex time budget") from None
+                ratio *= 2  # other threads ran the process clock ahead: not this file's work
+                continue
+            self.left -= self._own_clock() - own
+            return result
+        raise AssertionError("unreachable")
 
 
 # -- literal search -----------------------------------------------------------------------------
