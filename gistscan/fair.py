@@ -96,7 +96,7 @@ class FairPool:
                 share.queue.popleft().future.cancel()
             if share.running == 0 and share in self._busy:
                 self._busy.remove(share)
-                self._lock.notify_all()  # the others' caps grew
+                self._wake()  # the others' caps grew
 
     def _next(self) -> tuple[Share, _Work] | None:
         """The next work to run (the lock held): the first share in turn order that has
@@ -109,6 +109,15 @@ class FairPool:
                 share.running += 1
                 return share, share.queue.popleft()
         return None
+
+    def _wake(self) -> None:
+        """Wake as many waiting workers as there is work now allowed to start (the lock
+        held). Never all of them: with one thread per search slot, waking every thread on
+        each finished chunk cost a busy server most of its CPU."""
+        cap = max(1, self.cores // max(1, len(self._busy)))
+        startable = sum(min(len(s.queue), cap - s.running) for s in self._busy if s.running < cap)
+        if startable:
+            self._lock.notify(startable)
 
     def _work(self) -> None:
         while True:
@@ -130,10 +139,8 @@ class FairPool:
             with self._lock:
                 share.running -= 1
                 if share.running == 0 and not share.queue and share in self._busy:
-                    self._busy.remove(share)
-                    self._lock.notify_all()  # the others' caps grew
-                else:
-                    self._lock.notify()  # this share is under its cap again
+                    self._busy.remove(share)  # the others' caps grew
+                self._wake()
 
     def shutdown(self, *, wait: bool = True) -> None:
         """Cancel all queued work; with `wait`, join the workers (each finishes the chunk

@@ -74,7 +74,10 @@ async def scan_file(
         async with aclosing(chunks):
             async for chunk in chunks:
                 lines.feed(chunk)
-                hits = await run(functools.partial(scanner.feed, chunk)) if lines.scanning else []
+                # Gathering is cheap and done here; only matching goes to a thread (for a
+                # small file that leaves one hop: its close).
+                parts = scanner.gather(chunk) if lines.scanning else None
+                hits = [] if parts is None else await run(functools.partial(scanner.scan, parts))
                 for event in lines.add(hits, scanner.settled_lines):
                     yield event
                 if lines.done:

@@ -43,6 +43,7 @@ read; see the README ("The regex budget").
 from __future__ import annotations
 
 import codecs
+import functools
 import importlib
 import os
 import threading
@@ -245,6 +246,13 @@ class _TextFinder:
         return [(i, i) for i in starts]
 
 
+@functools.lru_cache(maxsize=64)
+def _text_finder(pattern: regex.Pattern[str], plan: Plan) -> _TextFinder:
+    """One `_TextFinder` per pattern, shared by its files (it keeps no state of a search)."""
+    return _TextFinder(pattern, plan)
+
+
+@functools.lru_cache(maxsize=64)  # compiled for every file, once per pattern
 def _superset_filter(pattern: regex.Pattern[str], plan: Plan) -> Any:
     """A compiled RE2 superset of `pattern` for pure-ASCII text, or None: when re2 is not
     installed, the pattern has no translation, or it could match the empty string (then it
@@ -306,30 +314,8 @@ class _ByteFinder:
 
     @classmethod
     def make(cls, plan: Plan, pattern: regex.Pattern[str]) -> _ByteFinder | None:
-        if not plan.fold:
-            if any("\ufffd" in s for s in plan.literals):
-                return None
-            return cls([s.encode() for s in plan.literals], fold=False)
-        if plan.full_fold:
-            return None  # `ß` matches `ss`: not one ASCII byte per character
-        flags = pattern.flags & (regex.IGNORECASE | regex.ASCII)
-        flags |= regex.IGNORECASE | regex.VERSION0
-        ascii_forms = []
-        exotic: set[str] = set()
-        for s in plan.literals:
-            form = []
-            for ch in s:
-                exotic.update(c for c in case_variants(flags, ch) if not c.isascii())
-                same = regex.compile(regex.escape(ch), flags)
-                variants = [chr(c) for c in range(128) if same.fullmatch(chr(c))]
-                if not variants:
-                    break  # no ASCII text holds this literal
-                if {v.lower() for v in variants} != {variants[0].lower()}:
-                    return None
-                form.append(variants[0].lower())
-            else:
-                ascii_forms.append("".join(form).encode())
-        return cls(ascii_forms, True, tuple(sorted(exotic)))
+        forms = _byte_forms(plan, pattern)
+        return None if forms is None else cls(list(forms[0]), forms[1], forms[2])
 
     def usable_on(self, text: str) -> bool:
         """Does `any_in` answer exactly for the block decoded as `text`?"""
@@ -378,6 +364,37 @@ class _ByteFinder:
             return self._regex.search(block) is not None
         hay = block.lower() if self._lower else block
         return any(s in hay for s in self.literals)
+
+
+@functools.lru_cache(maxsize=64)  # worked out for every file, once per pattern
+def _byte_forms(
+    plan: Plan, pattern: regex.Pattern[str]
+) -> tuple[tuple[bytes, ...], bool, tuple[str, ...]] | None:
+    """`_ByteFinder`'s literals, fold and exotic characters for `pattern`, or None."""
+    if not plan.fold:
+        if any("\ufffd" in s for s in plan.literals):
+            return None
+        return tuple(s.encode() for s in plan.literals), False, ()
+    if plan.full_fold:
+        return None  # `ß` matches `ss`: not one ASCII byte per character
+    flags = pattern.flags & (regex.IGNORECASE | regex.ASCII)
+    flags |= regex.IGNORECASE | regex.VERSION0
+    ascii_forms = []
+    exotic: set[str] = set()
+    for s in plan.literals:
+        form = []
+        for ch in s:
+            exotic.update(c for c in case_variants(flags, ch) if not c.isascii())
+            same = regex.compile(regex.escape(ch), flags)
+            variants = [chr(c) for c in range(128) if same.fullmatch(chr(c))]
+            if not variants:
+                break  # no ASCII text holds this literal
+            if {v.lower() for v in variants} != {variants[0].lower()}:
+                return None
+            form.append(variants[0].lower())
+        else:
+            ascii_forms.append("".join(form).encode())
+    return tuple(ascii_forms), True, tuple(sorted(exotic))
 
 
 # -- the text scanner ---------------------------------------------------------------------------
@@ -445,7 +462,7 @@ class Scanner:
         # Without `prefilter` the literals still decide attempts (the plan's knowledge), but
         # every search runs over the whole decided span, as a check of the windows.
         self.prefilter = prefilter
-        self.finder = _TextFinder(pattern, p) if usable else None
+        self.finder = _text_finder(pattern, p) if usable else None
         self._occ: list[tuple[int, int]] = []  # ranges of possible occurrence starts
         self._occ_from = 0
         self._occ_last = -1
@@ -916,6 +933,7 @@ class Scanner:
 Match = tuple[int, int, str]
 
 
+@functools.lru_cache(maxsize=64)  # built for every file, once per pattern
 def _class_regex(chars: str, reverse: bool = False) -> regex.Pattern[str] | None:
     """A pattern matching any one of the ASCII `chars` (searching backwards when `reverse`);
     None when `chars` is empty."""
@@ -925,6 +943,7 @@ def _class_regex(chars: str, reverse: bool = False) -> regex.Pattern[str] | None
     return regex.compile(("(?r)" if reverse else "") + body)
 
 
+@functools.lru_cache(maxsize=64)
 def _class_regex_bytes(chars: str) -> regex.Pattern[bytes] | None:
     """`_class_regex(chars, reverse=True)` for bytes."""
     if not chars:
@@ -990,8 +1009,15 @@ class FileScanner:
 
     def feed(self, data: bytes) -> list[Hit]:
         """Scan the next bytes; return the matches they made final."""
+        block = self.gather(data)
+        return [] if block is None else self.scan(block)
+
+    def gather(self, data: bytes) -> list[bytes] | None:
+        """The first half of `feed`, cheap (no matching, no copy): keep `data`; return the
+        pieces to `scan` now, or None while they are too few to be worth a search (or the
+        file is binary). A caller that matches in another thread calls this one inline."""
         if self.binary:
-            return []
+            return None
         if self.binary is None:
             head = data[: BINARY_SNIFF_BYTES - self._sniffed]
             self._sniffed += len(head)
@@ -999,7 +1025,7 @@ class FileScanner:
                 self.binary = True
                 self._held = []
                 self._parts = []
-                return []
+                return None
         if self._first_nl is None and b"\n" in data:
             self._first_nl = self._size + data.index(b"\n")
         self._parts.append(data)
@@ -1007,12 +1033,16 @@ class FileScanner:
         if self._size < self.block and (
             self._first_nl is None or self._size - self._first_nl <= PEEK + 1
         ):
-            return []  # a line settles PEEK + 1 characters past its newline: work then
+            return None  # a line settles PEEK + 1 characters past its newline: work then
+        parts, self._parts = self._parts, []
         self._first_nl = None
-        block = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
-        self._parts = []
         self._size = 0
-        hits = self._scan(block)
+        return parts
+
+    def scan(self, parts: list[bytes]) -> list[Hit]:
+        """The second half of `feed`: match the pieces `gather` returned. Raises
+        `ScanTimeout`."""
+        hits = self._scan(parts[0] if len(parts) == 1 else b"".join(parts))
         if self.binary is None:
             self._held += hits
             if self._sniffed < BINARY_SNIFF_BYTES:

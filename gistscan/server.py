@@ -57,7 +57,7 @@ from gistscan.config import (
 from gistscan.errors import ListingError, UsageError
 from gistscan.fair import FairPool
 from gistscan.filters import MAX_FILTER_LENGTH, MAX_FILTERS
-from gistscan.github import GitHub, client_session, env_proxy
+from gistscan.github import GitHub, client_session, env_proxies
 from gistscan.metrics import (
     DRAINING,
     ERROR_RECORDS,
@@ -633,7 +633,7 @@ async def _probe_github(session: aiohttp.ClientSession, settings: Settings) -> N
             url,
             headers={"User-Agent": settings.user_agent},
             timeout=aiohttp.ClientTimeout(total=settings.request_timeout or 30.0),
-            proxy=env_proxy(URL(url)),  # as every request to GitHub goes
+            proxy=env_proxies()(URL(url)),  # as every request to GitHub goes
         ) as resp:
             await resp.read()
     except (aiohttp.ClientConnectionError, TimeoutError) as exc:
