@@ -143,7 +143,8 @@ class Guard:
     cores between the runnable threads, so the process clock runs at most that many times
     faster than this thread's, and the call cannot stop before the budget is spent. The
     price: one attempt that backtracks catastrophically may run up to that many times the
-    budget when its thread has the cores to itself. A call stopped early all the same (its
+    budget when its thread has the cores to itself (a call that finishes past the budget
+    raises ScanTimeout all the same). A call stopped early all the same (its
     thread starved of its share) runs again with twice the allowance, the lost time not
     charged, at most `RETRIES` times.
     """
@@ -186,6 +187,8 @@ class Guard:
                 ratio *= 2  # other threads ran the process clock ahead: not this file's work
                 continue
             self.left -= self._own_clock() - own
+            if self.left < 0:  # finished, but past the budget: the pattern is too slow all the same
+                raise ScanTimeout("the pattern ran out of its regex time budget")
             return result
         raise AssertionError("unreachable")
 

@@ -986,6 +986,16 @@ def test_guard_stops_a_catastrophic_call_once_without_running_it_again(threads: 
     assert clocks.calls == 1
 
 
+def test_guard_times_out_a_call_that_finishes_past_the_budget() -> None:
+    """Alone on the cores, a call may run past the budget before regex's clock stops it;
+    when it finishes there, the file has still spent more than its budget."""
+    clocks = _FakeClocks(ratio=1)
+    guard = scanner_module.Guard(2.0, own_clock=lambda: clocks.own, threads=lambda: 4)
+    with pytest.raises(ScanTimeout):
+        guard.run(clocks.work(5.0))
+    assert clocks.calls == 1
+
+
 def test_guard_runs_a_starved_call_again_uncharged() -> None:
     """A thread given less than its share (the process clock 5 times as fast with 2
     threads) is stopped early: the call runs again with more allowance, the lost time is
