@@ -17,7 +17,7 @@ import regex
 from yarl import URL
 
 from gistscan.analysis import unsupported
-from gistscan.errors import UsageError
+from gistscan.errors import UsageError, shown_url
 from gistscan.filters import FileFilter, file_filter
 
 DEFAULT_API_URL = "https://api.github.com"
@@ -53,12 +53,17 @@ def check_username(username: str) -> str:
 def check_api_url(url: str) -> str:
     """Return `url` when it can serve as the GitHub API root, else raise `UsageError`.
 
-    An absolute http:// or https:// URL with a host and a valid port, no query, fragment or
-    white space: checked here so that a typo is one clear line, not a traceback at the
-    first request.
+    An absolute http:// or https:// URL with a host and a valid port, no query, fragment,
+    white space or `user:password@`: checked here so that a typo is one clear line, not a
+    traceback at the first request. The message never repeats a password: credentials in
+    the URL would be sent as Basic auth and printed in errors and logs; a token goes in
+    GITHUB_TOKEN.
     """
     problem = None
-    if not url.startswith(("http://", "https://")):
+    shown = shown_url(url)
+    if shown != url:
+        problem = "it must not hold a user name or password (give a token with GITHUB_TOKEN)"
+    elif not url.startswith(("http://", "https://")):
         problem = "it must start with http:// or https://"
     elif any(c.isspace() or ord(c) < 32 for c in url):
         problem = "it contains white space or a control character"
@@ -74,7 +79,7 @@ def check_api_url(url: str) -> str:
         except ValueError as exc:  # yarl: "Invalid IPv6 URL", "Port out of range 0-65535"
             problem = str(exc)
     if problem:
-        raise UsageError(f"invalid API URL {url!r}: {problem}", field="api_url")
+        raise UsageError(f"invalid API URL {shown!r}: {problem}", field="api_url")
     return url
 
 

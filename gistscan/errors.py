@@ -56,3 +56,11 @@ class ListingError(UpstreamError):
 
 class FetchError(UpstreamError):
     """One file could not be read: the scan goes on without it."""
+
+
+def shown_url(url: str) -> str:
+    """`url` as a message may print it: any `user:password@` replaced by `***@` (up to the last
+    `@` before the query, so that a password holding `/` or `@` goes too)."""
+    scheme, sep, rest = url.partition("://")
+    at = rest.split("?", 1)[0].split("#", 1)[0].rfind("@")
+    return f"{scheme}://***@{rest[at + 1 :]}" if sep and at >= 0 else url

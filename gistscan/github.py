@@ -22,9 +22,11 @@ import email.utils
 import functools
 import math
 import random
+import re
 import time
 import urllib.request
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+import zlib
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -36,7 +38,7 @@ from yarl import URL
 
 from gistscan.budget import MAX_WAIT, Budget
 from gistscan.cache import CachedPage, MemoryCache, RawCopy, StoredPage
-from gistscan.errors import FetchError, ListingError, UpstreamError
+from gistscan.errors import FetchError, ListingError, UpstreamError, shown_url
 from gistscan.metrics import DOWNLOADED_BYTES, RATE_LIMIT_WAITS, UPSTREAM_REQUESTS, UPSTREAM_RETRIES
 
 API_VERSION = "2022-11-28"
@@ -44,10 +46,11 @@ RAW_LIMIT = 10 * 1024 * 1024  # GitHub refuses raw files larger than this (403)
 SECONDARY_WAIT = 60.0  # GitHub's advice when a rate limit names no time: wait at least a minute
 ERROR_BODY_BYTES = 4096  # read of a refusal's body: enough for GitHub's message
 MAX_REDIRECTS = 5
-# The Content-Encodings aiohttp decodes (br and zstd only with their optional packages, else
-# aiohttp raises). Anything else (`gzip,gzip`, `compress`, ...) would reach the scanner still
-# encoded, and be taken for a binary file.
-DECODED_ENCODINGS = frozenset({"", "identity", "gzip", "deflate", "br", "zstd"})
+# The codings we ask for, and decode ourselves: aiohttp's decoder takes a gzip stream cut short
+# for a whole one, and which others it knows depends on the packages installed. Anything else
+# (`gzip,gzip`, `br`, `compress`, ...) is refused, never scanned still encoded.
+ACCEPT_ENCODING = "gzip, deflate"
+DECODE_STEP = 64 * 1024  # bytes decoded per step: a small body cannot expand into a big buffer
 
 T = TypeVar("T")
 Kind = type[UpstreamError]
@@ -177,13 +180,14 @@ class GitHub:
             if not scope.expired():
                 raise
             raise ListingError(
-                "deadline_exceeded", f"the search's deadline passed while reading {url}"
+                "deadline_exceeded", f"the search's deadline passed while reading {shown_url(url)}"
             ) from None
 
     async def _page(self, url: str) -> Page:
         if _origin(url) != self._api_origin:
             raise ListingError(
-                "invalid_response", f"a list page link leaves the API host {self.api_url}: {url}"
+                "invalid_response",
+                f"a list page link leaves the API host {self.api_url}: {shown_url(url)}",
             )
         if self.cache is None:
             return await self._fetch_page(url, None)
@@ -239,7 +243,8 @@ class GitHub:
             if resp.url.origin() != self._api_origin:
                 raise ListingError(
                     "invalid_response",
-                    f"the gist list was redirected away from the API host, to {resp.url}",
+                    "the gist list was redirected away from the API host, to"
+                    f" {shown_url(str(resp.url))}",
                 )
             async with left.spending():
                 body = await _read_capped(resp, self.max_page_bytes)
@@ -255,6 +260,7 @@ class GitHub:
         headers = {
             "User-Agent": self.user_agent,
             "Accept": "application/vnd.github+json",
+            "Accept-Encoding": ACCEPT_ENCODING,
             "X-GitHub-Api-Version": API_VERSION,
         }
         if self.token:
@@ -349,50 +355,35 @@ class GitHub:
     async def _raw_once(
         self, url: str, chunk_size: int, *, skip: int, size: int | None, left: _Allowance
     ) -> AsyncGenerator[bytes, None]:
-        headers = {"User-Agent": self.user_agent}
+        headers = {"User-Agent": self.user_agent, "Accept-Encoding": ACCEPT_ENCODING}
         async with self._get("raw", FetchError, url, headers, left) as resp:
             if resp.status != 200:
                 over = size is not None and size > RAW_LIMIT
                 raise await self._refusal(
                     FetchError, "raw", resp, left, what="the raw file", too_large=over
                 )
-            coding = resp.headers.get("Content-Encoding", "").strip().lower()
-            if coding not in DECODED_ENCODINGS:
-                raise FetchError(
-                    "invalid_response",
-                    f"the file came with Content-Encoding {coding!r}, which cannot be decoded",
-                    status=resp.status,
-                )
             # A raw URL names one revision, whose size the listing gives: a body past it (or
             # past the raw host's own limit, when the listing says less) never ends well.
             limit = max(size or 0, RAW_LIMIT)
             if (resp.content_length or 0) > limit:
                 raise _too_long(limit, size, status=resp.status)
-            content = resp.content
+            # Re-chunked to exact sizes; only the reads are timed: the time the consumer holds
+            # a chunk is not the upstream's.
             position = 0
-            while position < skip:  # a retry: drop what the scanner already has
-                async with left.spending():
-                    got = await content.read(min(skip - position, 1 << 16))
-                if not got:
-                    return
-                self._received(len(got))
-                position += len(got)
-            # iter_chunked(n) yields *up to* n bytes: re-chunk to exact sizes. Only the reads
-            # are timed: the time the consumer holds a chunk is not the upstream's.
-            while True:
-                try:
-                    async with left.spending():
-                        chunk = await content.readexactly(chunk_size)
-                except asyncio.IncompleteReadError as short:
-                    chunk = short.partial
-                position += len(chunk)
-                if position > limit:
-                    raise _too_long(limit, size, status=resp.status)
-                if chunk:
-                    self._received(len(chunk))
-                    yield chunk
-                if len(chunk) < chunk_size:
-                    return
+            pending = bytearray()
+            async with aclosing(_body(resp, FetchError, left)) as pieces:
+                async for piece in pieces:
+                    position += len(piece)
+                    if position > limit:
+                        raise _too_long(limit, size, status=resp.status)
+                    self._received(len(piece))
+                    # A retry: drop what the scanner already has.
+                    pending += piece[max(0, skip - (position - len(piece))) :]
+                    while len(pending) >= chunk_size:
+                        yield bytes(pending[:chunk_size])
+                        del pending[:chunk_size]
+            if pending:
+                yield bytes(pending)
 
     def _received(self, n: int) -> None:
         self.bytes_received += n
@@ -466,15 +457,20 @@ class GitHub:
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self.request_timeout, sock_read=self.request_timeout
         )
+        shown = shown_url(url)  # what messages may print of it
         try:
+            target = URL(url, encoded=True)
+            if target.raw_user is not None or target.raw_password is not None:
+                # aiohttp would send them as Basic auth, and they would be printed.
+                raise kind("invalid_response", f"refused {shown}: it holds a user name or password")
             async with left.spending():
-                target = URL(url, encoded=True)
                 resp = await self.session.get(
                     target,
                     headers=headers,
                     proxy=self._proxy(target),
                     timeout=timeout,
                     max_redirects=MAX_REDIRECTS,
+                    auto_decompress=False,  # `_body` decodes, and refuses what does not decode
                 )
             async with resp:
                 answered = True
@@ -485,7 +481,9 @@ class GitHub:
         except (aiohttp.ClientConnectorDNSError, aiohttp.ClientSSLError) as exc:
             # Not transient: trying again would fail the same way, only later.
             UPSTREAM_REQUESTS.labels(host, "error").inc()
-            raise kind("upstream_error", f"could not connect to {url}: {exc}", url=url) from exc
+            raise kind(
+                "upstream_error", f"could not connect to {shown}: {_describe(exc)}", url=shown
+            ) from exc
         except (
             aiohttp.TooManyRedirects,
             aiohttp.InvalidURL,
@@ -494,17 +492,27 @@ class GitHub:
         ) as exc:
             if not answered:
                 UPSTREAM_REQUESTS.labels(host, "error").inc()
-            raise kind("invalid_response", f"could not follow {url}: {exc!r}", url=url) from exc
+            # Not the exception's text: it may hold a redirect URL with a password in it.
+            why = (
+                f"more than {MAX_REDIRECTS} redirects"
+                if isinstance(exc, aiohttp.TooManyRedirects)
+                else "a redirect to a URL that is not http(s)"
+                if isinstance(exc, aiohttp.NonHttpUrlClientError)
+                else "an invalid URL"
+            )
+            raise kind("invalid_response", f"could not follow {shown}: {why}", url=shown) from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
             if not answered:
                 UPSTREAM_REQUESTS.labels(host, "error").inc()
             reason = self._timed_out(left) if isinstance(exc, TimeoutError) else _describe(exc)
-            raise _Retry(kind("upstream_error", f"{url}: {reason}", url=url)) from exc
+            raise _Retry(kind("upstream_error", f"{shown}: {reason}", url=shown)) from exc
         except ValueError as exc:
             if answered:  # raised by the code reading the answer: not ours to translate
                 raise
             UPSTREAM_REQUESTS.labels(host, "error").inc()
-            raise kind("invalid_response", f"cannot request {url!r}: {exc}", url=url) from exc
+            raise kind(
+                "invalid_response", f"cannot request {shown!r}: {_describe(exc)}", url=shown
+            ) from exc
 
     def _timed_out(self, left: _Allowance) -> str:
         if left.left is not None and left.left <= 0:
@@ -541,7 +549,7 @@ class GitHub:
         status = resp.status
         try:
             async with left.spending():
-                body = await _read_upto(resp, ERROR_BODY_BYTES)
+                body = await _read_upto(resp, kind, ERROR_BODY_BYTES)
         except TimeoutError:
             body = b""
         message = _github_message(body)
@@ -617,16 +625,45 @@ def _origin(url: str) -> URL | None:
         return None
 
 
+# RFC 8288: `<target>` then `; name=value` parameters (value a token or a quoted string).
+_LINK_TARGET = re.compile(r"[\s,]*<([^>]*)>")
+_LINK_PARAM = re.compile(r'\s*;\s*([^\s;,="]+)\s*(?:=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s;,"]*)))?')
+_LINK_END = re.compile(r"[\s;]*(?:,|$)")
+
+
 def _next_url(resp: aiohttp.ClientResponse) -> str | None:
-    """The `rel="next"` URL of the Link headers (aiohttp's parser: every Link header, commas
-    inside URLs, relative URLs resolved against the page)."""
-    try:
-        link = resp.links.get("next")
-        return None if link is None else str(link["url"])
-    except ValueError as exc:
-        raise ListingError(
-            "invalid_response", f"GitHub's Link header is malformed: {exc}"
-        ) from None
+    """The URL of the first link whose relations include `next`, from every Link header.
+
+    Not `ClientResponse.links`: it matches the `rel` name and its value case-sensitively, takes
+    `rel="next last"` for one relation named so, and re-quotes the URL (`%2C` becomes `,`).
+    Here parameter names and relation types are case-insensitive, `rel` holds space-separated
+    relations, and the URL is kept exactly as sent (a relative one is resolved against the
+    page's). Raises `invalid_response` for a header that is not a list of links.
+    """
+    for header in resp.headers.getall("Link", ()):
+        position = 0
+        while position < len(header) and header[position:].strip(", \t"):
+            target = _LINK_TARGET.match(header, position)
+            if target is None or any(c.isspace() or ord(c) < 32 for c in target[1]):
+                raise ListingError("invalid_response", "GitHub's Link header is malformed")
+            position = target.end()
+            rel = None
+            while param := _LINK_PARAM.match(header, position):
+                position = param.end()
+                if rel is None and param[1].lower() == "rel":  # only its first `rel` counts
+                    rel = param[2] if param[2] is not None else param[3] or ""
+            end = _LINK_END.match(header, position)
+            if end is None:
+                raise ListingError("invalid_response", "GitHub's Link header is malformed")
+            position = end.end()
+            if rel is not None and "next" in rel.lower().split():
+                try:
+                    return str(resp.url.join(URL(target[1], encoded=True)).with_fragment(None))
+                except ValueError:  # yarl: a bad port, a bad IPv6 address, ...
+                    raise ListingError(
+                        "invalid_response", "GitHub's Link header names an invalid URL"
+                    ) from None
+    return None
 
 
 def _parse_page(url: str, stored: StoredPage) -> Page:
@@ -646,23 +683,107 @@ def _parse_page(url: str, stored: StoredPage) -> Page:
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes | None:
-    """The whole body, or None as soon as it is known to be over `cap` bytes."""
+    """The whole (decoded) body, or None as soon as it is known to be over `cap` bytes."""
     if resp.content_length is not None and resp.content_length > cap:
         return None
-    body = await _read_upto(resp, cap + 1, quiet=False)
+    body = await _read_upto(resp, ListingError, cap + 1, quiet=False)
     return body if len(body) <= cap else None
 
 
-async def _read_upto(resp: aiohttp.ClientResponse, n: int, *, quiet: bool = True) -> bytes:
-    """At most the first `n` bytes of the body. `quiet`: a failing read gives what came."""
+async def _read_upto(
+    resp: aiohttp.ClientResponse, kind: Kind, n: int, *, quiet: bool = True
+) -> bytes:
+    """At most the first `n` bytes of the decoded body. `quiet`: a failing read gives what
+    came; else it raises (see `_body`)."""
+    got = bytearray()
     try:
-        return await resp.content.readexactly(n)
-    except asyncio.IncompleteReadError as short:
-        return short.partial
-    except (TimeoutError, aiohttp.ClientError):
+        async with aclosing(_body(resp, kind)) as pieces:
+            async for piece in pieces:
+                got += piece
+                if len(got) >= n:
+                    break
+    except (aiohttp.ClientError, UpstreamError):
         if not quiet:
             raise
-        return b""
+    return bytes(got[:n])
+
+
+async def _body(
+    resp: aiohttp.ClientResponse, kind: Kind, left: _Allowance | None = None
+) -> AsyncGenerator[bytes, None]:
+    """The body, its Content-Encoding undone, in pieces of at most a read or `DECODE_STEP`
+    bytes; each read timed against `left` when given.
+
+    Raises `kind("invalid_response")` for a coding we did not ask for or a stream that does
+    not decode to its end (corrupt, cut short, followed by garbage): deterministic, so never
+    retried. A body that breaks off before its Content-Length raises aiohttp's
+    `ClientPayloadError` (a transient failure).
+    """
+    # Two Content-Encoding headers are one list of codings (RFC 9110 5.3).
+    coding = ", ".join(resp.headers.getall("Content-Encoding", ()))
+    decoder = _Decoder(coding, kind, resp.status)
+    while True:
+        async with left.spending() if left is not None else contextlib.nullcontext():
+            data = await resp.content.readany()
+        if not data:
+            break
+        for piece in decoder.feed(data):
+            yield piece
+    decoder.finish()
+
+
+class _Decoder:
+    """Undoes `Content-Encoding` gzip (all its members) or deflate (zlib-wrapped or raw, as
+    servers send it), `DECODE_STEP` bytes at a time; identity passes through."""
+
+    def __init__(self, coding: str, kind: Kind, status: int) -> None:
+        self.coding = coding.strip().lower()
+        self.kind = kind
+        self.status = status
+        self.what = "the raw file" if kind is FetchError else "the gist list"
+        if self.coding not in ("", "identity", "gzip", "x-gzip", "deflate"):
+            raise self._error(
+                f"{self.what} came with Content-Encoding {self.coding[:60]!r},"
+                " which cannot be decoded"
+            )
+        self.gzip = self.coding in ("gzip", "x-gzip")
+        self.zlib: Any = None  # the decompressor of the gzip member (deflate stream) under way
+        self.ended = False  # one member (the deflate stream) came whole
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        if self.coding in ("", "identity"):
+            yield data
+            return
+        while True:
+            if self.zlib is None:
+                if not data:
+                    return
+                if self.ended and not self.gzip:
+                    raise self._error(f"{self.what} goes on past the end of its deflate stream")
+                # Deflate comes with its zlib header (first byte 0x?8) or, from some servers,
+                # without: aiohttp takes both, so do we.
+                wbits = 31 if self.gzip else 15 if data[0] & 0x0F == 8 else -15
+                self.zlib = zlib.decompressobj(wbits)
+            try:
+                out = self.zlib.decompress(data, DECODE_STEP)
+            except zlib.error:
+                raise self._error(f"{self.what}'s {self.coding} stream is corrupt") from None
+            if out:
+                yield out
+            if self.zlib.eof:  # what follows a gzip member is the next member
+                data, self.zlib, self.ended = self.zlib.unused_data, None, True
+            else:
+                data = self.zlib.unconsumed_tail
+                if not data and len(out) < DECODE_STEP:
+                    return  # all input taken, no output held back
+
+    def finish(self) -> None:
+        """Raise when the stream stopped before its end."""
+        if self.zlib is not None:
+            raise self._error(f"{self.what}'s {self.coding} stream is cut short")
+
+    def _error(self, message: str) -> UpstreamError:
+        return self.kind("invalid_response", message, status=self.status)
 
 
 def _github_message(body: bytes) -> str:
@@ -670,7 +791,7 @@ def _github_message(body: bytes) -> str:
         message = orjson.loads(body).get("message", "")
     except (ValueError, AttributeError):
         return ""
-    return message[:300] if isinstance(message, str) else ""
+    return " ".join(message.split())[:300] if isinstance(message, str) else ""
 
 
 def _seconds(value: str | None, *, epoch: bool = False) -> float | None:
@@ -702,7 +823,8 @@ def _rate_limit_wait(status: int, headers: CIMultiDictProxy[str], body: bytes) -
 
     GitHub's rules: a 403 or 429 with `x-ratelimit-remaining: 0` waits for
     `x-ratelimit-reset`; one with `Retry-After` waits that long; a secondary limit may carry
-    neither (a 403 or 429 whose message says so, or a bare 429): wait at least a minute.
+    neither (a 403 or 429 whose message or documentation_url says so in any of GitHub's
+    wordings, or a bare 429): wait at least a minute.
     A Retry-After that is not a time counts as absent.
     """
     if status not in (403, 429):
@@ -714,10 +836,30 @@ def _rate_limit_wait(status: int, headers: CIMultiDictProxy[str], body: bytes) -
     if headers.get("X-RateLimit-Remaining", "").strip() == "0":
         reset = _seconds(headers.get("X-RateLimit-Reset"), epoch=True)
         waits.append(SECONDARY_WAIT if reset is None else reset)
-    if not waits and (status == 429 or b"rate limit" in body.lower()):
+    if not waits and (status == 429 or _says_rate_limit(body)):
         waits.append(SECONDARY_WAIT)
     return max(waits) if waits else None
 
 
+# How GitHub words a rate limit, old and new, in a message or its documentation_url: "API rate
+# limit exceeded", "You have exceeded a secondary rate limit", "You have triggered an abuse
+# detection mechanism", `...#secondary-rate-limits`, `...#abuse-rate-limits`.
+_RATE_LIMIT_WORDS = re.compile(r"rate[\s_-]*limit|abuse[\s_-]*detection", re.IGNORECASE)
+
+
+def _says_rate_limit(body: bytes) -> bool:
+    """Whether a refusal's body (its JSON message and documentation_url, else its text)
+    speaks of a rate limit."""
+    try:
+        fields = orjson.loads(body)
+        text = " ".join(str(fields.get(k, "")) for k in ("message", "documentation_url"))
+    except (ValueError, AttributeError):
+        text = body.decode("utf-8", "replace")
+    return _RATE_LIMIT_WORDS.search(text) is not None
+
+
 def _describe(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
+    """One clean line on what went wrong (aiohttp's texts may span lines)."""
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "the answer broke off before its end"
+    return " ".join(str(exc).split())[:300] or type(exc).__name__

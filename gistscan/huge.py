@@ -22,7 +22,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from gistscan.errors import FetchError
+from gistscan.errors import FetchError, shown_url
 from gistscan.files import FileEvent
 from gistscan.github import RAW_LIMIT
 from gistscan.listing import Gist, GistFile
@@ -300,13 +300,20 @@ def _check_url(url: str, protocols: str, why: str) -> None:
 
     GIT_ALLOW_PROTOCOL would refuse most of them too, but a local path (or something that
     git takes for an option or a transport helper: `ext::`, `fd::`) is never worth a process.
+    A URL with a user name or password in it is refused too (GitHub's never has one).
     """
     scheme, sep, _ = url.partition("://")
+    shown = shown_url(url)[:200]
     if not sep or scheme.lower() not in protocols.split(":"):
         raise FetchError(
             "invalid_response",
-            f"{why}, and its git_pull_url {url[:200]!r} is not a URL git may clone"
+            f"{why}, and its git_pull_url {shown!r} is not a URL git may clone"
             f" (allowed: {protocols.replace(':', ', ')}; the git_protocols setting)",
+        )
+    if shown_url(url) != url:  # git would use them, and they would be printed
+        raise FetchError(
+            "invalid_response",
+            f"{why}, and its git_pull_url {shown!r} holds a user name or password",
         )
 
 

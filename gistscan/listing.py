@@ -8,7 +8,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
-from gistscan.errors import ListingError
+from gistscan.errors import ListingError, shown_url
 from gistscan.github import GitHub, Page
 
 
@@ -76,7 +76,7 @@ async def pages(
             pass
         elif page.next_url in seen:
             stop = ListingError(
-                "invalid_response", f"GitHub's Link header loops back to {page.next_url}"
+                "invalid_response", f"GitHub's Link header loops back to {shown_url(page.next_url)}"
             )
         elif len(seen) >= max_pages:
             stop = ListingError(
@@ -111,11 +111,25 @@ async def gists(pages: AsyncGenerator[Page, None]) -> AsyncGenerator[Gist, None]
     seen: set[str] = set()  # bounded: max_pages pages of at most per_page gists
     async with aclosing(pages):
         async for page in pages:
-            for item in page.items:
-                gist = _gist(item)
-                if gist.id not in seen:
-                    seen.add(gist.id)
-                    yield gist
+            for item in first_listings(page.items, seen):
+                yield _gist(item)
+
+
+def first_listings(items: list[dict[str, Any]], seen: set[str]) -> list[dict[str, Any]]:
+    """The `items` whose gist `id` is not in `seen` yet (once each), adding their ids to it.
+
+    Offset pages shift while a user's gists are being updated: a gist met again on a later
+    page is left out. An item with no string `id` is kept (`_gist` refuses it).
+    """
+    fresh = []
+    for item in items:
+        gist_id = item.get("id")
+        if isinstance(gist_id, str):
+            if gist_id in seen:
+                continue
+            seen.add(gist_id)
+        fresh.append(item)
+    return fresh
 
 
 def _gist(item: dict[str, Any]) -> Gist:

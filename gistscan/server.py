@@ -1154,7 +1154,8 @@ async def user_gists(request: web.Request) -> web.Response:
             if page is None and per_page is None:
                 items = await _whole_list(github, username, config)
             else:
-                items = (await github.get_page(_page_url(github, username, page, per_page))).items
+                listed = await github.get_page(_page_url(github, username, page, per_page))
+                items = listing.first_listings(listed.items, set())
         except ListingError as exc:
             raise _listing_refusal(exc, {"error": exc.code, "message": exc.message}) from None
     return _json(items)
@@ -1163,11 +1164,12 @@ async def user_gists(request: web.Request) -> web.Response:
 async def _whole_list(github: GitHub, username: str, config: ServerConfig) -> list[dict[str, Any]]:
     """Every page, followed by GitHub's Link URLs; refused past `max_list_pages` pages."""
     items: list[dict[str, Any]] = []
+    seen: set[str] = set()  # a gist met on two pages (they shifted) is listed once
     pages = listing.pages(github, username, per_page=config.settings.per_page)
     async with aclosing(pages):
         count = 0
         async for page in pages:
-            items.extend(page.items)
+            items.extend(listing.first_listings(page.items, seen))
             count += 1
             if count == config.max_list_pages and page.next_url is not None:
                 raise Refused(

@@ -10,6 +10,10 @@ Users (`/users/{user}/gists`):
   normal                      one gist, one file holding `needle`
   secondary403, secondary429  GitHub's secondary rate limit: a 403 with remaining > 0, or a
                               bare 429; no Retry-After, the message says so
+  abuse403, abusedoc403, shouting403
+                              the same 403 in GitHub's other wordings (SECONDARY_BODIES): the
+                              older "abuse detection mechanism", a documentation_url only, capitals
+  forbidden403                a 403 with remaining > 0 that is no rate limit
   retry-{name}                429 with the Retry-After of RETRY_AFTER[name] (1e999, nan, ...)
   resetinf                    primary limit: 403, remaining 0, reset 1e999
   flaky5xx                    503 with Retry-After `retry_after_5xx`, `flaky_times` times
@@ -17,6 +21,10 @@ Users (`/users/{user}/gists`):
                               `raw_retry_after` (`raw_ok` of them are served)
   linkcomma, linktwo, linkrel a second page behind a Link with a comma in its URL, in a
                               second Link header, or relative
+  any user in LINKS           a second page behind that Link header (relation and parameter
+                              names in other cases, several relations, percent-escapes, ...)
+  linkcreds, rawcreds, redircreds
+                              a Link, a raw_url, a redirect whose URL holds user:sekrit@
   shifty                      offset paging: gist 1 is on both pages
   linkvary, linkloop          a list that never ends / loops back to page one
   linkother, redirother       the next page, or page one's redirect, on another origin
@@ -25,7 +33,10 @@ Users (`/users/{user}/gists`):
   bigerror                    a 500 with an endless body
   raw403big                   a raw 403 with an endless body
   deepjson, deepjson2         nesting 100,000 deep (the page itself / inside a gist)
-  gzip2, xenc, gzip1          a raw file with Content-Encoding `gzip,gzip` / `x-foo` / `gzip`
+  any kind in ENCODED         a raw file with that Content-Encoding and body (gzip cut short,
+                              corrupt, br, ...); gzip2, xenc, gzip1: `gzip,gzip`, `x-foo`, gzip
+  shortraw                    a raw body that breaks off before its Content-Length
+  gziplist, gzipcutlist       `normal`'s page gzipped, whole / cut short
   trickle, trickleraw         one byte every `trickle_delay` s (list page / raw file)
   hanglist, hangraw           a few bytes, then silence
   endlessraw, cl10g           a raw body that never ends / claims 10 GB
@@ -41,16 +52,63 @@ from __future__ import annotations
 import asyncio
 import gzip
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 SECONDARY_MESSAGE = (
     "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
 )
+# GitHub's secondary-limit bodies, old and new (each a 403 with remaining > 0, no Retry-After).
+SECONDARY_BODIES: dict[str, dict[str, str]] = {
+    "secondary403": {"message": SECONDARY_MESSAGE},
+    "abuse403": {
+        "message": "You have triggered an abuse detection mechanism. Please wait a few minutes"
+        " before you try again.",
+        "documentation_url": "https://developer.github.com/v3/#abuse-rate-limits",
+    },
+    "abusedoc403": {
+        "message": "Forbidden",
+        "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
+        "#about-secondary-rate-limits",
+    },
+    "shouting403": {"message": "YOU HAVE EXCEEDED A SECONDARY RATE-LIMIT"},
+    "forbidden403": {
+        "message": "Resource not accessible\nby integration",  # a message is printed on one line
+        "documentation_url": "https://docs.github.com/rest/gists/gists#list-gists-for-a-user",
+    },
+}
+# Page one's Link header to page two (`{api}`: this server; `{user}`: the user), and the
+# path and query page two must be requested at, exactly.
+LINKS: dict[str, tuple[str, str]] = {
+    "linkcapnext": ('<{api}/p/{user}/gists?page=2>; rel="Next"', "/p/{user}/gists?page=2"),
+    "linkcaprel": ('<{api}/p/{user}/gists?page=2>; Rel="next"', "/p/{user}/gists?page=2"),
+    "linkupper": ("<{api}/p/{user}/gists?page=2>; REL=NEXT", "/p/{user}/gists?page=2"),
+    "linkmulti": ('<{api}/p/{user}/gists?page=2>; rel="next last"', "/p/{user}/gists?page=2"),
+    "linkbare": ("<{api}/p/{user}/gists?page=2>;rel=next", "/p/{user}/gists?page=2"),
+    "linkspaces": (
+        '<{api}/p/{user}/gists?page=2> ; rel = "last  next" ;',
+        "/p/{user}/gists?page=2",
+    ),
+    "linkorder": (
+        '<{api}/p/{user}/gists?page=9>; rel="last", <{api}/p/{user}/gists?page=2>;'
+        ' title="a, <b>; c"; rel="next"; rel="prev"',
+        "/p/{user}/gists?page=2",
+    ),
+    "linkescaped": (
+        '<{api}/p/{user}/a%2Fb/gists?page=2&sort=updated%2Cdesc&q=%7E%20x>; rel="next"',
+        "/p/{user}/a%2Fb/gists?page=2&sort=updated%2Cdesc&q=%7E%20x",
+    ),
+    "linkrelescaped": (  # relative to page one, /users/{user}/gists
+        '<../../p/{user}/p2%2Cx?sort=updated%2Cdesc>; rel="next"',
+        "/p/{user}/p2%2Cx?sort=updated%2Cdesc",
+    ),
+}
 RETRY_AFTER = {
     "inf": "1e999",
     "nan": "nan",
@@ -119,7 +177,8 @@ class HostileGitHub:
     async def _track(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        self.log.append(Seen(request.path_qs, request.host, "Authorization" in request.headers))
+        # The path and query exactly as sent (`path_qs` would decode %2C to a comma).
+        self.log.append(Seen(request.raw_path, request.host, "Authorization" in request.headers))
         raw = request.path.startswith("/raw/")
         if raw:
             self.raw_in_flight += 1
@@ -204,14 +263,11 @@ class HostileGitHub:
         one = [self.gist("g1", [("a.txt", "needle")])]
         if user == "normal" or user in self.legacy:
             return self.page(one)
-        if user in ("secondary403", "secondary429"):
-            status = 403 if user == "secondary403" else 429
+        if user == "secondary429":
+            return web.json_response({"message": SECONDARY_MESSAGE}, status=429)
+        if user in SECONDARY_BODIES:
             head = {"X-RateLimit-Remaining": "4987", "X-RateLimit-Reset": "1999999999"}
-            return web.json_response(
-                {"message": SECONDARY_MESSAGE},
-                status=status,
-                headers=head if status == 403 else {},
-            )
+            return web.json_response(SECONDARY_BODIES[user], status=403, headers=head)
         if user.startswith("retry-"):
             value = RETRY_AFTER[user.removeprefix("retry-")]
             value = value or formatdate(time.time() + 120, usegmt=True)
@@ -241,6 +297,22 @@ class HostileGitHub:
                 resp.headers.add("Link", f'<{api}/users/{user}/gists?page=1>; rel="first"')
             resp.headers.add("Link", nxt)
             return resp
+        if user in LINKS:
+            link = LINKS[user][0].format(api=api, user=user)
+            return self.page([self.gist("g1", [("a.txt", "needle")])], link)
+        if user == "linkcreds":
+            link = f'<{api.replace("//", "//u:sekrit@")}/p/linkcreds/gists?page=2>; rel="next"'
+            return self.page(one, link)
+        if user == "rawcreds":
+            item = self.gist("g1", [("a.txt", "needle")])
+            item["files"]["a.txt"]["raw_url"] = self.raw_url("needle").replace("//", "//u:sekrit@")
+            return self.page([item])
+        if user == "redircreds":
+            raise web.HTTPFound(f"{api.replace('//', '//u:sekrit@')}/users/normal/gists")
+        if user in ("gziplist", "gzipcutlist"):
+            packed = gzip.compress(orjson.dumps(one))
+            packed = packed if user == "gziplist" else packed[: len(packed) // 2]
+            return web.Response(body=packed, headers={**JSON, "Content-Encoding": "gzip"})
         if user == "shifty":
             first = [self.gist("g0", [("f0.txt", "needle")]), self.gist("g1", [("f1", "needle")])]
             return self.page(first, f'<{api}/p/shifty/gists?page=2>; rel="next"')
@@ -264,7 +336,7 @@ class HostileGitHub:
         if user == "deepjson2":
             body = b'[{"id":"x","files":{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}}]"
             return web.Response(body=body, headers=JSON)
-        if user in ("gzip2", "xenc", "gzip1", "trickleraw", "hangraw", "endlessraw", "cl10g"):
+        if user in ENCODED or user in ("trickleraw", "hangraw", "endlessraw", "cl10g", "shortraw"):
             return self.page([self.gist("g1", [("a.txt", user)])])
         if user == "raw403big":
             return self.page([self.gist("g1", [("a.txt", "403big")])])
@@ -332,11 +404,20 @@ class HostileGitHub:
             return web.Response(status=429, text="429: Too Many Requests", headers=head)
         if kind == "forbidden":
             return web.Response(status=403, text="403: Forbidden")
-        if kind in ("gzip2", "xenc", "gzip1"):
-            body = b"needle in a compressed file\n"
-            coding = {"gzip2": "gzip,gzip", "xenc": "x-foo", "gzip1": "gzip"}[kind]
-            data = gzip.compress(gzip.compress(body)) if kind == "gzip2" else gzip.compress(body)
-            return web.Response(body=data, headers={**TEXT, "Content-Encoding": coding})
+        if kind in ENCODED:
+            codings, data = ENCODED[kind]
+            resp = web.Response(body=data, headers=TEXT)
+            for coding in codings.split("|"):  # `|`: one Content-Encoding header each
+                resp.headers.add("Content-Encoding", coding)
+            return resp
+        if kind == "shortraw":  # Content-Length 1000, then 20 bytes and the connection closes
+            resp = web.StreamResponse(headers=TEXT)
+            resp.content_length = 1000
+            await resp.prepare(request)
+            await resp.write(b"needle " * 3)
+            assert request.transport is not None
+            request.transport.close()
+            return resp
         if kind == "trickleraw":
             return await self.endless(request, b"z", delay=self.trickle_delay)
         if kind == "hangraw":
@@ -353,6 +434,40 @@ class HostileGitHub:
         if kind == "403big":
             return await self.endless(request, b"x" * 65536, status=403)
         return web.Response(status=404, text="404: Not Found")
+
+
+def _deflate(data: bytes, wbits: int) -> bytes:
+    packer = zlib.compressobj(wbits=wbits)
+    return packer.compress(data) + packer.flush()
+
+
+_TEXT = b"hello world\n" * 2000 + b"needle in a compressed file\n"
+_GZ = gzip.compress(_TEXT)
+# Raw kinds with a Content-Encoding: (its value, `|` between two headers; the body). Only the
+# `*ok` ones decode whole.
+ENCODED: dict[str, tuple[str, bytes]] = {
+    "gzip1": ("gzip", gzip.compress(b"needle in a compressed file\n")),
+    "gzipok": ("GZip ", _GZ),
+    "xgzipok": ("x-gzip", _GZ),
+    "gzipmembersok": ("gzip", gzip.compress(_TEXT[:5000]) + gzip.compress(_TEXT[5000:])),
+    "deflateok": ("deflate", _deflate(_TEXT, 15)),
+    "rawdeflateok": ("deflate", _deflate(_TEXT, -15)),
+    "gzip2": ("gzip,gzip", gzip.compress(_GZ)),
+    "gzip2headers": ("gzip|gzip", gzip.compress(_GZ)),
+    "xenc": ("x-foo", _GZ),
+    "brenc": ("br", b"\x1b\x1a\x00\x00needle"),
+    "zstdenc": ("zstd", b"\x28\xb5\x2f\xfd needle"),
+    "compressenc": ("compress", b"\x1f\x9d needle"),
+    "gzipcut": ("gzip", _GZ[: len(_GZ) // 2]),
+    "gzipcut8": ("gzip", _GZ[:-8]),  # only the trailer (CRC and size) missing
+    "deflatecut": ("deflate", _deflate(_TEXT, 15)[:-6]),
+    "rawdeflatecut": ("deflate", _deflate(_TEXT, -15)[:-6]),
+    "gzipcorrupt": ("gzip", _GZ[:20] + bytes(range(256)) * 4),
+    "gzipheader": ("gzip", b"not gzip at all, needle\n"),
+    "gziptrailing": ("gzip", _GZ + b"garbage"),
+    "deflatetrailing": ("deflate", _deflate(_TEXT, 15) + b"garbage"),
+    "gzipbomb": ("gzip", gzip.compress(b"\0" * (16 << 20), compresslevel=9)),  # > RAW_LIMIT
+}
 
 
 # git_pull_urls a hostile listing may give ({evil}: a directory an attack would write to or

@@ -16,7 +16,7 @@ from gistscan.errors import ListingError
 from gistscan.github import client_session
 from gistscan.pipeline import make_github, search
 from gistscan.records import Error, Match, Record, Summary
-from tests.hostile_github import GIT_URLS, HostileGitHub
+from tests.hostile_github import ENCODED, GIT_URLS, LINKS, SECONDARY_BODIES, HostileGitHub
 from tests.test_cli import gistscan
 
 # Quick limits, so that the stalling upstreams end fast: a read stalls 0.5 s at most, a
@@ -81,6 +81,10 @@ EXPECTED = {
     "normal": Expect(matches=1),
     "secondary403": Expect("rate_limited"),
     "secondary429": Expect("rate_limited"),
+    "abuse403": Expect("rate_limited"),
+    "abusedoc403": Expect("rate_limited"),
+    "shouting403": Expect("rate_limited"),
+    "forbidden403": Expect("upstream_error"),
     "retry-inf": Expect("rate_limited"),
     "retry-nan": Expect("rate_limited"),
     "retry-neg": Expect("rate_limited"),
@@ -93,6 +97,10 @@ EXPECTED = {
     "linkcomma": Expect(matches=2),
     "linktwo": Expect(matches=2),
     "linkrel": Expect(matches=2),
+    **{user: Expect(matches=2) for user in LINKS},
+    "linkcreds": Expect("invalid_response", matches=1),
+    "rawcreds": Expect(files=["invalid_response"]),
+    "redircreds": Expect("invalid_response"),  # with the token: see the test of its own
     "shifty": Expect(matches=3),
     "linkvary": Expect("too_large", matches=1),
     "linkloop": Expect("invalid_response", matches=2),
@@ -105,9 +113,14 @@ EXPECTED = {
     "raw403big": Expect(files=["upstream_error"]),
     "deepjson": Expect("invalid_response"),
     "deepjson2": Expect("invalid_response"),
-    "gzip2": Expect(files=["invalid_response"]),
-    "xenc": Expect(files=["invalid_response"]),
+    **{
+        kind: Expect(matches=1) if kind.endswith("ok") else Expect(files=["invalid_response"])
+        for kind in ENCODED
+    },
     "gzip1": Expect(matches=1),
+    "shortraw": Expect(files=["upstream_error"]),
+    "gziplist": Expect(matches=1),
+    "gzipcutlist": Expect("invalid_response"),
     "trickle": Expect("upstream_error"),
     "trickleraw": Expect(files=["upstream_error"]),
     "hanglist": Expect("upstream_error"),
@@ -140,7 +153,7 @@ async def test_every_hostile_upstream_gives_a_clear_error_or_the_right_answer(
     assert result.summary.complete is not failed
     assert result.summary.errors == len(result.listing_errors) + len(result.file_errors)
     for error in result.listing_errors + result.file_errors:
-        assert error.message and "Traceback" not in error.message
+        assert error.message and "Traceback" not in error.message and "\n" not in error.message
     # Bounded memory: no endless body was read whole (at most the page cap, a few KB of an
     # error body, or what a stalled request let through in its time).
     assert hostile.written < 64 * 1024 * 1024
@@ -163,14 +176,15 @@ async def test_rate_limit_waits_are_parsed_and_clamped(hostile: HostileGitHub) -
     clamp to an hour, words, nan and negative seconds mean GitHub's one minute, a date counts
     from now."""
     waits = {}
-    for user in ("retry-inf", "retry-huge", "resetinf", "retry-nan", "retry-word", "retry-neg",
-                 "retry-frac", "retry-date", "secondary403", "secondary429"):  # fmt: skip
+    secondary = [*sorted(set(SECONDARY_BODIES) - {"forbidden403"}), "secondary429"]
+    for user in ["retry-inf", "retry-huge", "resetinf", "retry-nan", "retry-word", "retry-neg",
+                 "retry-frac", "retry-date", *secondary]:  # fmt: skip
         error = await listing_error(hostile, user)
         assert error.code == "rate_limited"
         waits[user] = error.retry_after
     assert waits["retry-inf"] == waits["retry-huge"] == waits["resetinf"] == 3600
     assert waits["retry-nan"] == waits["retry-word"] == waits["retry-neg"] == 60
-    assert waits["secondary403"] == waits["secondary429"] == 60
+    assert [waits[user] for user in secondary] == [60] * len(secondary)
     assert waits["retry-frac"] == 1.5
     assert 100 < waits["retry-date"] <= 120
 
@@ -220,16 +234,18 @@ async def test_page_shift_duplicate_is_scanned_once(hostile: HostileGitHub) -> N
     ]
 
 
-@pytest.mark.parametrize("user", ["linkcomma", "linktwo", "linkrel"])
+@pytest.mark.parametrize("user", ["linkcomma", "linktwo", "linkrel", *LINKS])
 async def test_link_headers_are_followed_exactly(hostile: HostileGitHub, user: str) -> None:
-    """A comma inside the next URL, a second Link header, a relative URL: page two is read, at
-    exactly the URL given."""
+    """A comma inside the next URL, a second Link header, a relative URL, relation and
+    parameter names in any case, `rel` holding several relations, a quoted comma, escapes:
+    page two is read, at exactly the URL given (`%2C` stays `%2C`)."""
     result = await run(hostile, user)
     assert result.summary.complete and result.summary.gists == 2
     second = {
         "linkcomma": f"/p/{user}/gists?page=2&sort=updated,desc",
         "linktwo": f"/p/{user}/gists?page=2",
         "linkrel": f"/p/{user}/gists?page=2",
+        **{name: path.format(user=name) for name, (_, path) in LINKS.items()},
     }[user]
     assert [s.path for s in hostile.requests("/p/")] == [second]
 
@@ -266,15 +282,76 @@ async def test_list_page_over_the_cap_is_refused_unread(hostile: HostileGitHub) 
     assert hostile.written < 16 << 20
 
 
-@pytest.mark.parametrize(("user", "words"), [("gzip2", "'gzip,gzip'"), ("xenc", "'x-foo'")])
+UNDECODABLE = {
+    "gzip2": "'gzip,gzip', which cannot be decoded",
+    "gzip2headers": "'gzip, gzip', which cannot be decoded",
+    "xenc": "'x-foo', which cannot be decoded",
+    "brenc": "'br', which cannot be decoded",
+    "zstdenc": "'zstd', which cannot be decoded",
+    "compressenc": "'compress', which cannot be decoded",
+    "gzipcut": "gzip stream is cut short",
+    "gzipcut8": "gzip stream is cut short",
+    "deflatecut": "deflate stream is cut short",
+    "rawdeflatecut": "deflate stream is cut short",
+    "gzipcorrupt": "gzip stream is corrupt",
+    "gzipheader": "gzip stream is corrupt",
+    "gziptrailing": "gzip stream is corrupt",
+    "deflatetrailing": "goes on past the end of its deflate stream",
+    "gzipbomb": "goes on past 10485760 bytes",
+}
+
+
+def test_every_undecodable_kind_is_tested() -> None:
+    assert sorted(UNDECODABLE) == sorted(
+        k for k in ENCODED if not k.endswith("ok") and k != "gzip1"
+    )
+
+
+@pytest.mark.parametrize("user", sorted(UNDECODABLE))
 async def test_a_raw_body_that_cannot_be_decoded_is_an_error(
-    hostile: HostileGitHub, user: str, words: str
+    hostile: HostileGitHub, user: str
 ) -> None:
-    """A Content-Encoding aiohttp cannot undo is an error record, never a "binary" skip."""
-    result = await run(hostile, user)
+    """A Content-Encoding we did not ask for, a stream cut short, corrupt or followed by
+    garbage, a bomb: an invalid_response record with one clean line, never a "binary" skip
+    nor a silent truncation, and never retried (decoding fails the same way every time)."""
+    result = await run(hostile, user, retries=3)
     [error] = result.file_errors
-    assert error.code == "invalid_response" and words in error.message
+    assert error.code == "invalid_response" and UNDECODABLE[user] in error.message
+    assert "\n" not in error.message and "Error" not in error.message  # no exception repr
     assert (result.summary.skipped, result.summary.complete) == (0, False)
+    assert len(hostile.requests("/raw/")) == 1
+    assert result.summary.bytes <= 10 * 1024 * 1024 + 64 * 1024  # a bomb is cut, not kept
+
+
+@pytest.mark.parametrize("user", sorted(k for k in ENCODED if k.endswith("ok")))
+async def test_every_gzip_and_deflate_form_is_decoded(hostile: HostileGitHub, user: str) -> None:
+    """gzip (any case, x-gzip, several members) and deflate (zlib-wrapped or raw): the whole
+    text is searched, its match on its last line, with exact chunk sizes."""
+    result = await run(hostile, user, chunk_size=1000)
+    [match] = result.matches
+    assert match.line_number == 2001 and result.summary.complete
+    assert result.summary.bytes == 2000 * 12 + 28
+
+
+async def test_a_raw_body_cut_before_its_content_length_is_a_file_error(
+    hostile: HostileGitHub,
+) -> None:
+    """A body that breaks off early may be a network fault: retried, then an error record
+    for that file (never a file searched in part and `complete`)."""
+    result = await run(hostile, "shortraw", retries=2)
+    [error] = result.file_errors
+    assert error.code == "upstream_error" and "broke off before its end" in error.message
+    assert result.summary.complete is False
+    assert len(hostile.requests("/raw/")) == 3
+
+
+async def test_a_list_page_that_does_not_decode_is_invalid_and_not_retried(
+    hostile: HostileGitHub,
+) -> None:
+    result = await run(hostile, "gzipcutlist", retries=3)
+    [error] = result.listing_errors
+    assert error.code == "invalid_response" and "gzip stream is cut short" in error.message
+    assert len(hostile.log) == 1
 
 
 async def test_a_trickle_is_cut_by_the_total_time_of_a_request(hostile: HostileGitHub) -> None:
@@ -363,3 +440,48 @@ async def test_a_raw_body_past_its_listed_size_is_cut(hostile: HostileGitHub, us
     [error] = result.file_errors
     assert error.code == "invalid_response" and "goes on past 10485760 bytes" in error.message
     assert result.summary.bytes <= 10 * 1024 * 1024
+
+
+async def test_urls_with_credentials_are_never_requested_nor_printed(
+    hostile: HostileGitHub,
+) -> None:
+    """A Link or a raw_url holding user:password@ is refused before any request, a redirect
+    to one (with the token) too; no message repeats the password."""
+    for user in ("linkcreds", "rawcreds", "redircreds"):
+        result = await run(hostile, user, token="t0ken")
+        [error] = result.listing_errors + result.file_errors
+        assert error.code == "invalid_response"
+        assert "sekrit" not in str(result.records)
+    assert hostile.requests("/p/") == []
+    assert len(hostile.requests("/raw/")) == 1  # linkcreds' page one; never rawcreds' file
+    assert [s.path for s in hostile.log if s.path.startswith("/users/normal")] == []
+
+
+async def test_a_redirect_with_credentials_is_followed_without_printing_them(
+    hostile: HostileGitHub,
+) -> None:
+    """Without a token, aiohttp follows such a redirect (the URL's credentials are the
+    upstream's own); nothing printed holds them."""
+    result = await run(hostile, "redircreds")
+    assert len(result.matches) == 1 and result.summary.complete
+    assert "sekrit" not in str(result.records)
+
+
+@pytest.mark.parametrize("how", ["flag", "env", "serve"])
+async def test_credentials_in_the_api_url_are_refused_unprinted(
+    hostile: HostileGitHub, how: str
+) -> None:
+    """user:password@ in the API URL (--api-url, GISTSCAN_API_URL, the server's setting):
+    refused at configuration time, one line, exit 2, the password never repeated, and no
+    request sent."""
+    url = hostile.api_url.replace("//", "//qauser:qapass@")
+    if how == "flag":
+        result = await gistscan("search", "normal", "needle", "--api-url", url)
+    elif how == "env":
+        result = await gistscan("search", "normal", "needle", env={"GISTSCAN_API_URL": url})
+    else:
+        result = await gistscan("serve", "--port", "0", env={"GISTSCAN_API_URL": url})
+    assert result.code == 2 and result.err.count("\n") == 1
+    assert "user name or password" in result.err
+    assert "qapass" not in result.err + result.out and "qauser" not in result.err + result.out
+    assert hostile.log == []

@@ -46,11 +46,14 @@ async def routes(client: Any, user: str) -> list[tuple[int, str | None, dict[str
     return answers
 
 
-@pytest.mark.parametrize("user", ["secondary403", "secondary429"])
+@pytest.mark.parametrize(
+    "user", ["secondary403", "secondary429", "abuse403", "abusedoc403", "shouting403"]
+)
 async def test_secondary_rate_limit_is_429_with_retry_after_on_every_route(
     hostile: HostileGitHub, serve: Serve, user: str
 ) -> None:
-    """GitHub's secondary limit (no Retry-After, remaining above 0; or a bare 429): 429 with
+    """GitHub's secondary limit (no Retry-After, remaining above 0; or a bare 429), in each of
+    GitHub's wordings (the older "abuse detection mechanism" too): 429 with
     GitHub's advised minute on both searches and the list, and GitHub is asked once."""
     client = await serve(hostile, settings=QUICK)
     answers = await routes(client, user)
@@ -132,3 +135,15 @@ async def test_legacy_logins_are_searched_and_listed(
         assert (await resp.json())["matches"] == [f"https://gist.github.com/{login}/g1"]
     async with client.get(f"/{login}") as resp:
         assert resp.status == 200 and [g["id"] for g in await resp.json()] == ["g1"]
+
+
+@pytest.mark.parametrize("path", ["/shifty", "/api/v1/users/shifty/gists"])
+async def test_the_gist_list_lists_a_gist_met_on_two_pages_once(
+    hostile: HostileGitHub, serve: Serve, path: str
+) -> None:
+    """Offset pages shift while gists are updated: the list route, like a search, gives each
+    gist once, at its first place."""
+    client = await serve(hostile, settings=QUICK)
+    async with client.get(path) as resp:
+        assert resp.status == 200
+        assert [item["id"] for item in await resp.json()] == ["g0", "g1", "g2"]
