@@ -54,9 +54,11 @@ class Plan:
       `apiKey\\d+`; None: unbounded). `full_fold`: some part of the pattern folds case fully
       (`(?fi)`: `ß` matches `ss`), so a literal's occurrence may differ from it in length.
     - `restartable`: a search started anywhere finds what the search through the whole
-      text finds from there on. False for fuzzy patterns: `regex` treats the first attempt
-      of a fuzzy search differently from the same attempt inside a longer search, so they
-      are only ever searched from the start or from the end of their previous match.
+      text finds from there on. False for fuzzy patterns: the first attempt of a `regex`
+      fuzzy search takes no insertion before its first character (`(?:ab){e<=1}` finds
+      `ab` in `Kab` but `Kab` in `xKab`), so they are searched again only from the end of
+      a match, or from an attempt the whole-text search made and found failing (there the
+      first attempt's narrower choice fails too, and the attempts after it are ordinary).
     """
 
     width: int | None
@@ -396,11 +398,13 @@ class _Walker:
 
     def _Fuzzy(self, node: Any) -> _Shape:
         sub = self.node(node.subpattern)
-        extra = _fuzzy_extra(node.constraints)
+        inserted, changed = _fuzzy_extra(node.constraints)
+        changed = min(changed, inserted + sub.consumed)  # substitutions replace consumed ones
         return _Shape(
-            sub.consumed + extra,
-            sub.examined + extra,
-            [n + extra for n in sub.counts],  # an insertion or substitution consumes anything
+            sub.consumed + inserted,  # a substitution replaces one character, a deletion none
+            sub.examined + inserted,
+            # An inserted or substituted character may be any character, newlines included.
+            [n + changed for n in sub.counts],
         )
 
     def _Prune(self, node: Any) -> _Shape:
@@ -410,20 +414,36 @@ class _Walker:
         return _zero()
 
 
-def _fuzzy_extra(constraints: dict[str, Any]) -> float:
-    """Most characters a fuzzy item may consume beyond its pattern (insertions, substitutions)."""
-    bounds = []
-    if constraints.get("e", (0, None))[1] is not None:
-        bounds.append(constraints["e"][1])
-    i = constraints.get("i", (0, None))[1]
-    s = constraints.get("s", (0, None))[1]
-    if i is not None and s is not None:
-        bounds.append(i + s)
+def _fuzzy_extra(constraints: dict[str, Any]) -> tuple[float, float]:
+    """(most insertions, most insertions plus substitutions) a fuzzy item allows: the extra
+    characters it may consume, and how many of those it consumes may be any character.
+
+    `constraints` is `regex`'s: `e`, `i`, `s` map to (min, max or None), `cost` to the
+    weights `i`, `s` and their `max` (None): `{e<=1}`, `{i<=1,d<=1}`, `{2i+1s<=4}`."""
+
+    def most(kind: str) -> float:
+        top = constraints.get(kind, (0, None))[1]
+        return INF if top is None else float(top)
+
     cost = constraints.get("cost", {})
-    if cost.get("max") is not None:
-        cheapest = min(cost.get("i", 1), cost.get("s", 1))
-        bounds.append(cost["max"] / cheapest if cheapest > 0 else INF)
-    return float(min(bounds)) if bounds else INF
+    budget = INF if cost.get("max") is None else float(cost["max"])
+
+    def affordable(kind: str) -> float:
+        weight = cost.get(kind, 1)
+        return budget / weight if weight > 0 else INF
+
+    errors = most("e")
+    inserted = min(errors, most("i"), affordable("i"))
+    substituted = min(errors, most("s"), affordable("s"))
+    cheapest = min(cost.get("i", 1), cost.get("s", 1))
+    either = budget / cheapest if cheapest > 0 else INF
+    changed = min(errors, inserted + substituted, either)
+    return _whole(inserted), _whole(changed)
+
+
+def _whole(x: float) -> float:
+    """Weighted costs can leave a fraction of an edit: only whole ones happen."""
+    return x if x == INF else math.floor(x)
 
 
 # -- required literals --------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from __future__ import annotations
 import codecs
 import functools
 import importlib
+import os
 import threading
 import time
 from collections import deque
@@ -124,67 +125,72 @@ class Hit:
 
 # -- the regex budget ---------------------------------------------------------------------------
 
-_active_lock = threading.Lock()
-_active = 0  # matching calls in progress in this process, for Guard's first estimate
-
 
 class Guard:
     """A file's regex budget, in CPU seconds of the thread that runs its matching.
 
     The budget starts at `timeout` and grows by `timeout` for every MiB (`BUDGET_BYTES`) of
     the file read, holding at most `timeout` unspent: a pattern that decides a MiB in less
-    than `timeout` seconds never runs out, whatever the file's size, while one attempt that
-    backtracks catastrophically stops after about `timeout` seconds. It charges only this
-    thread's own CPU time (`time.thread_time`), so files matched in parallel do not spend
-    each other's budgets.
+    than `timeout` seconds never runs out, whatever the file's size. Each call is charged
+    this thread's own CPU time (`time.thread_time`), so files matched in parallel do not
+    spend each other's budgets.
 
     `regex`'s own `timeout=` (the only way to stop a call midway) counts the whole process's
-    CPU time, which other threads advance too. So each call gets the budget left times an
-    estimate of how much faster the process clock runs (the matching calls in progress, then
-    what was observed); when it fires early anyway (our thread had not spent the budget),
-    the call is run again with the observed ratio and the lost time is not charged.
+    CPU time, which every thread advances; a call stopped before this thread had spent its
+    budget would have to run again from its start, its work lost. So a call gets the budget
+    left times `threads()`: the threads of the process, or the cores when more (a pool may
+    start its threads as work comes, up to one per core). The operating system shares the
+    cores between the runnable threads, so the process clock runs at most that many times
+    faster than this thread's, and the call cannot stop before the budget is spent. The
+    price: one attempt that backtracks catastrophically may run up to that many times the
+    budget when its thread has the cores to itself (a call that finishes past the budget
+    raises ScanTimeout all the same). A call stopped early all the same (its
+    thread starved of its share) runs again with twice the allowance, the lost time not
+    charged, at most `RETRIES` times.
     """
 
-    RETRIES = 6
+    RETRIES = 3
 
-    def __init__(self, timeout: float | None) -> None:
+    def __init__(
+        self,
+        timeout: float | None,
+        *,
+        own_clock: Callable[[], float] = time.thread_time,
+        threads: Callable[[], int] = lambda: max(threading.active_count(), os.cpu_count() or 1),
+    ) -> None:
         self.timeout = timeout
         self.left = timeout if timeout is not None else 0.0
+        self._own_clock = own_clock
+        self._threads = threads
 
     def refill(self, n_bytes: int) -> None:
         if self.timeout is not None:
             self.left = min(self.timeout, self.left + self.timeout * n_bytes / BUDGET_BYTES)
 
     def run(self, call: Callable[[float | None], T]) -> T:
-        """`call(timeout)` under the budget (timeout in process CPU seconds, or None)."""
-        global _active
+        """`call(timeout)` under the budget (timeout in process CPU seconds, or None).
+        Raises ScanTimeout when the budget is spent."""
         if self.timeout is None:
             return call(None)
-        with _active_lock:
-            _active += 1
-            ratio = max(1.0, float(_active))
-        try:
-            for retry in range(self.RETRIES + 1):
-                if self.left <= 0:
-                    raise ScanTimeout("the pattern ran out of its regex time budget")
-                own, process = time.thread_time(), time.process_time()
-                try:
-                    result = call(self.left * ratio * 1.05 + 0.002)
-                except TimeoutError:
-                    own = time.thread_time() - own
-                    process = time.process_time() - process
-                    if own >= 0.9 * self.left or retry == self.RETRIES:
-                        self.left = 0.0
-                        raise ScanTimeout("the pattern ran out of its regex time budget") from None
-                    # Other threads ran the process clock ahead of ours: not this file's work.
-                    ratio = max(ratio * 1.5, process / max(own, 1e-4))
-                    continue
-                self.left -= time.thread_time() - own
-                return result
-            raise AssertionError("unreachable")
-        finally:
-            with _active_lock:
-                _active -= 1
+        ratio = float(max(1, self._threads()))
+        for retry in range(self.RETRIES + 1):
+            if self.left <= 0:
+                raise ScanTimeout("the pattern ran out of its regex time budget")
+            own = self._own_clock()
+            try:
+                result = call(self.left * ratio * 1.05 + 0.002)
+            except TimeoutError:
+                own = self._own_clock() - own
+                if own >= 0.9 * self.left or retry == self.RETRIES:
+                    self.left = 0.0
+                    raise ScanTimeout("the pattern ran out of its regex time budget") from None
+                ratio *= 2  # other threads ran the process clock ahead: not this file's work
+                continue
+            self.left -= self._own_clock() - own
+            if self.left < 0:  # finished, but past the budget: the pattern is too slow all the same
+                raise ScanTimeout("the pattern ran out of its regex time budget")
+            return result
+        raise AssertionError("unreachable")
 
 
 # -- literal search -----------------------------------------------------------------------------
@@ -464,7 +470,6 @@ class Scanner:
         self._occ_from = 0
         self._occ_last = -1
         self.occurrences = 0  # found so far (FileScanner skips the byte check in hot spans)
-        self._searched = 0  # where the last search stopped (non-restartable plans)
         # Without literals: google-re2 (the `speed` extra, linear time, no regex budget to
         # arm) finds where a match may start in pure-ASCII text, regex decides there.
         self._superset = _superset_filter(pattern, p) if prefilter and self.finder is None else None
@@ -487,7 +492,7 @@ class Scanner:
         classic = self._horizon()
         if self.finder is not None:
             self._commit_windows(classic)
-        elif classic is not None and classic[0] > self._pos and self._worth_searching():
+        elif classic is not None and classic[0] > self._pos + (not self.plan.restartable):
             if self._superset is not None and self._buf.isascii():
                 self._commit_superset(*classic)
             else:
@@ -643,27 +648,19 @@ class Scanner:
                 best = candidate
         return best
 
-    def _worth_searching(self) -> bool:
-        """A search that can only start at `_pos` runs again over the text it already saw:
-        run it only once the new text is as long as that (amortised linear work)."""
-        if self.plan.restartable:
-            return True
-        behind = self._end - self._pos
-        if self._end - self._searched >= self._searched - self._pos or 2 * behind > self.max_carry:
-            self._searched = self._end
-            return True
-        return False
-
     def _commit(self, horizon: int, limit: int) -> None:
         """Decide every attempt starting before `horizon` (each examines text before `limit`):
         pend its matches, advance `_pos`."""
         found, resume = self.guard.run(lambda t: self._search(horizon, limit, t))
         for start, end, text in found:
             self._pend(start, end, text)
+        decided = min(horizon, self._end)
         if self.plan.restartable:
-            self._pos = max(resume, min(horizon, self._end))
+            self._pos = max(resume, decided)
         else:
-            self._pos = resume
+            # The next search starts at a match end or at an attempt that failed
+            # (Plan.restartable): attempts in [resume, horizon) all did.
+            self._pos = max(resume, decided - 1)
         self._drop_decided_occurrences()
 
     def _drop_decided_occurrences(self) -> None:
@@ -735,12 +732,16 @@ class Scanner:
         for first, i in self._occ:
             lo = self._window_start(first)
             bound = end if final else self._window_bound(i)
-            if bound is None and lo >= horizon:
-                if open_from is not None:  # a bounded lead: attempts from lo on stay open
-                    open_from = min(open_from, lo)
-                break
-            stop = limit if bound is None else bound
-            hi = i if bound is not None else min(i, horizon - 1)
+            if bound is None:
+                # Attempts in [lo, i] past the classic horizon may examine text not yet
+                # here: they stay open (and so do all later windows': bounds only grow).
+                if open_from is not None:
+                    open_from = min(open_from, max(lo, horizon))
+                if lo >= horizon:
+                    break
+                stop, hi = limit, min(i, horizon - 1)
+            else:
+                stop, hi = bound, i
             if windows and lo <= windows[-1][1] + 1:
                 first, last, endpos = windows[-1]
                 windows[-1] = (first, max(last, hi), max(endpos, stop))

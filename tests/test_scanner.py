@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import pytest
 import regex
@@ -14,8 +16,11 @@ from hypothesis import strategies as st
 from gistscan import scanner as scanner_module
 from gistscan.config import compile_pattern
 from gistscan.errors import UsageError
+from gistscan.fair import FairPool
 from gistscan.scanner import FileScanner, Hit, Scanner, ScanTimeout, count_newlines, plan
 from tests.fake_github import minified_bundle
+
+T = TypeVar("T")
 
 
 def oracle(pattern: regex.Pattern[str], data: bytes) -> list[tuple[object, ...]] | None:
@@ -774,3 +779,270 @@ def test_re2_superset_filter_is_used_for_patterns_without_literals() -> None:
         assert Scanner(compile_pattern(pattern))._superset is not None, pattern
     assert Scanner(compile_pattern(r"(\d)\1"))._superset is None  # a back-reference
     assert Scanner(compile_pattern(r"a*"))._superset is None  # matches the empty string
+
+
+# -- QA defects: optional pieces before a literal, fuzzy widths, the budget under parallelism --
+
+# A literal with an optional piece before it (lead > 0), so a window around an occurrence
+# may start before the horizon its stops give: attempts past that horizon stayed decided.
+LEAD_PATTERNS = [
+    ("é?cafe", "xxxxxxxxxx\nnaive\nthe cafe\nfoo bar\naéb\n"),
+    ("ö?bar", "x" * 13 * 2000 + "\nbar\nöbar\n"),
+    ("(?:é)?a", "xxxxxxxxxx\nnaive\naéb\n"),
+    ("[é]?a", "xxxxxxxxxx\nnaive\néa\n"),
+    ("(?:é|)a", "xxxxxxxxxx\nnaive\néa\n"),
+    ("n?aïve|naive", "xxxxxxxxxx\nnaive\naïve\n"),
+    ("cafe|x?é", "the cafe\naéb\nxé\n"),
+    ("x?é", "aéb\n"),
+    ("x?cafe", "the cafe\n"),
+    ("(?:y|)a", "xxxxxxxxxx\nnaive\n"),
+    (r"b{0,2}\Z*+(?i:\n)+?", "\n xk\nkaa\n"),
+]
+
+
+@pytest.mark.parametrize(("pattern", "text"), LEAD_PATTERNS)
+def test_optional_piece_before_a_literal_loses_no_match(pattern: str, text: str) -> None:
+    compiled = compile_pattern(pattern)
+    data = text.encode()
+    expected = oracle(compiled, data)
+    assert expected  # each text holds a match
+    for chunk in sorted({*range(1, 17), 64, 4096, len(data)}):
+        for block in (1, 16, 4096):
+            got, overflowed = scan(compiled, data, chunk, block=block)
+            assert not overflowed
+            assert got == expected, (pattern, chunk, block)
+
+
+_lead_atoms = st.sampled_from(
+    ["a", "b", "é", "ï", "ab", "aé", r"\n", "[é]", "[aé]", "[^é]", r"\w", ".", r"\s", "k"]
+)
+_anchors = st.sampled_from(["", "", "", r"\Z", r"\A", "^", "$", r"\b", r"\Z*+", r"(?i:\n)+?"])
+_quantifiers = st.sampled_from(["", "", "?", "??", "*", "*?", "+?", "{0,2}", "{0,2}?", "{1,2}"])
+
+
+def _optional_pieces(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.one_of(
+        st.tuples(children, _quantifiers, children).map(lambda t: f"(?:{t[0]}){t[1]}{t[2]}"),
+        st.tuples(children, children).map(lambda t: f"(?:{t[0]}|){t[1]}"),  # empty branch
+        st.tuples(children, children).map(lambda t: f"{t[0]}|{t[1]}"),
+        st.tuples(_anchors, children, _anchors).map("".join),
+        children.map(lambda c: f"(?i:{c})"),
+    )
+
+
+lead_patterns = st.recursive(
+    st.tuples(_lead_atoms, _quantifiers).map("".join), _optional_pieces, max_leaves=5
+)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pattern=lead_patterns,
+    text=st.text(alphabet="abké ï\nx", max_size=120),
+    chunk=st.one_of(st.integers(min_value=1, max_value=16), st.sampled_from([64, 4096])),
+    block=st.sampled_from([1, 16, 4096]),
+)
+@example(pattern=r"b{0,2}\Z*+(?i:\n)+?", text="\n xk\nkaa\n", chunk=7, block=1)
+@example(pattern="é?cafe", text="the cafe\n", chunk=1, block=4096)
+def test_property_optional_and_non_ascii_pieces(
+    pattern: str, text: str, chunk: int, block: int
+) -> None:
+    """Optional, lazy and empty-able pieces, non-ASCII literals and classes, anchors: with
+    the prefilter on, the whole-text hits (span, line, column, line text, match)."""
+    try:
+        compiled = compile_pattern(pattern)
+    except Exception:
+        assume(False)
+        raise
+    data = text.encode()
+    got, overflowed = scan(compiled, data, chunk, block=block)
+    assert not overflowed
+    assert got == oracle(compiled, data)
+
+
+FUZZY_FORMS = [
+    "(?:AKIA[0-9A-Z]{16}){e<=1}",
+    "(?:AKIA[0-9A-Z]{16}){i<=1,d<=1}",
+    "(?:AKIA[0-9A-Z]{16}){s<=2}",
+    "(?:AKIA[0-9A-Z]{16}){1<=e<=2}",
+    "AKIA{e<=1}[0-9A-Z]{16}",
+    "AKIA[0-9A-Z]{e<=1}[0-9A-Z]{15}",  # a single item
+]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "consumed"),
+    [
+        ("(?:AKIA[0-9A-Z]{16}){e<=1}", 21),  # one insertion at most
+        ("(?:AKIA[0-9A-Z]{16}){i<=1,d<=1}", 21),
+        ("(?:AKIA[0-9A-Z]{16}){s<=2}", 20),  # substitutions replace, they do not widen
+        ("(?:AKIA[0-9A-Z]{16}){1<=e<=2}", 22),
+        ("AKIA{e<=1}[0-9A-Z]{16}", 21),
+        ("(?:ab){2i+2d+1s<=5}", 4),  # two insertions cost 4 of 5
+    ],
+)
+def test_fuzzy_width_grows_by_the_insertions_only(pattern: str, consumed: int) -> None:
+    p = plan(compile_pattern(pattern))
+    assert p.consumed == consumed
+    assert p.width == consumed + 2  # PEEK
+    assert "\n" not in p.stops  # an inserted or substituted character may be a newline
+
+
+def test_fuzzy_insertions_may_be_newlines() -> None:
+    compiled = compile_pattern("(?:AKIA[0-9A-Z]{16}){e<=1}")
+    assert_exact("(?:AKIA[0-9A-Z]{16}){e<=1}", b"x AKIA\nABCDEFGHIJKLMNOP y\n")
+    assert oracle(compiled, b"AKIA\nABCDEFGHIJKLMNOP")  # the newline is a substitution
+
+
+@pytest.mark.parametrize("pattern", FUZZY_FORMS)
+def test_fuzzy_pattern_on_a_long_log_keeps_a_small_carry(pattern: str) -> None:
+    """Matches far apart (more text between them than max_carry): exact, no overflow."""
+    compiled = compile_pattern(pattern)
+    line = b"2024-01-01T00:00:00Z INFO request served path=/api/v1/items status=200 in 12ms\n"
+    data = line * 700 + b"key=AKIAABCDEFGHIJKLMNOP\n" + line * 700 + b"k AKIAABCDEFGHIJKLMNO\n"
+    expected = oracle(compiled, data)
+    assert expected
+    for chunk in (7, 4096, 65536):
+        got, overflowed = scan(compiled, data, chunk, max_carry=2000, block=4096)
+        assert not overflowed, (pattern, chunk)
+        assert got == expected, (pattern, chunk)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pattern=st.sampled_from(
+        [
+            *FUZZY_FORMS[:2],
+            "(?:ab){e<=1}",
+            "(?:abc){i<=1,d<=1}",
+            "a{e<=1}b",
+            "(?:ab){e<=1}$",
+            r"\b(?:abc){e<=1}\b",
+            "(?:a\nb){s<=1}",
+            "(?:ab|ba){i<=2}",
+        ]
+    ),
+    text=st.text(alphabet="abcAKIX1 \n", max_size=200),
+    chunk=st.integers(min_value=1, max_value=16),
+    block=st.sampled_from([1, 16, 4096]),
+)
+def test_property_fuzzy_patterns_restart_exactly(
+    pattern: str, text: str, chunk: int, block: int
+) -> None:
+    """Fuzzy searches restart between pieces one character before the horizon (regex's
+    first attempt takes no leading insertion): the whole-text hits all the same."""
+    compiled = compile_pattern(pattern)
+    data = text.encode()
+    got, overflowed = scan(compiled, data, chunk, max_carry=64, block=block)
+    assert not overflowed
+    assert got == oracle(compiled, data)
+
+
+class _FakeClocks:
+    """A thread's CPU clock under fair sharing: the process clock runs `ratio` times as fast."""
+
+    def __init__(self, ratio: float) -> None:
+        self.ratio = ratio
+        self.own = 0.0
+        self.calls = 0
+
+    def work(self, need: float) -> Callable[[float | None], str]:
+        """A regex call needing `need` of this thread's CPU; it raises TimeoutError once the
+        process clock passes its timeout, as regex does."""
+
+        def call(timeout: float | None) -> str:
+            self.calls += 1
+            if timeout is not None and need * self.ratio >= timeout:
+                self.own += timeout / self.ratio
+                raise TimeoutError("regex timed out")
+            self.own += need
+            return "done"
+
+        return call
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 8, 16, 64])
+def test_guard_never_stops_a_call_that_fits_the_budget(threads: int) -> None:
+    """However many threads share the cores, a call needing 1.1 s of its own thread at the
+    default 2 s budget runs once, and is charged only its own time."""
+    clocks = _FakeClocks(ratio=threads)
+    guard = scanner_module.Guard(2.0, own_clock=lambda: clocks.own, threads=lambda: threads)
+    assert guard.run(clocks.work(1.1)) == "done"
+    assert clocks.calls == 1
+    assert guard.left == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 8, 64])
+def test_guard_stops_a_catastrophic_call_once_without_running_it_again(threads: int) -> None:
+    clocks = _FakeClocks(ratio=threads)
+    guard = scanner_module.Guard(2.0, own_clock=lambda: clocks.own, threads=lambda: threads)
+    with pytest.raises(ScanTimeout):
+        guard.run(clocks.work(1000.0))
+    assert clocks.calls == 1
+    assert 2.0 <= clocks.own <= 2.0 * 1.05 + 0.002  # its own share: the budget
+    assert guard.left == 0
+    with pytest.raises(ScanTimeout):  # spent: later calls do not run
+        guard.run(clocks.work(0.001))
+    assert clocks.calls == 1
+
+
+def test_guard_times_out_a_call_that_finishes_past_the_budget() -> None:
+    """Alone on the cores, a call may run past the budget before regex's clock stops it;
+    when it finishes there, the file has still spent more than its budget."""
+    clocks = _FakeClocks(ratio=1)
+    guard = scanner_module.Guard(2.0, own_clock=lambda: clocks.own, threads=lambda: 4)
+    with pytest.raises(ScanTimeout):
+        guard.run(clocks.work(5.0))
+    assert clocks.calls == 1
+
+
+def test_guard_runs_a_starved_call_again_uncharged() -> None:
+    """A thread given less than its share (the process clock 5 times as fast with 2
+    threads) is stopped early: the call runs again with more allowance, the lost time is
+    not charged, and the file does not time out."""
+    clocks = _FakeClocks(ratio=5)
+    guard = scanner_module.Guard(2.0, own_clock=lambda: clocks.own, threads=lambda: 2)
+    assert guard.run(clocks.work(1.1)) == "done"
+    assert clocks.calls == 2
+    assert guard.left > 0
+
+
+def test_parallel_files_within_budget_never_time_out_nor_rerun_a_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Eight searches of one file each, (?:a|aa)+$, on the server's pool (its threads
+    started up front, more of them than cores): each file needs well under its budget; none
+    times out and no regex call runs twice."""
+    compiled = compile_pattern(r"(?:a|aa)+$")
+    data = (b"a" * 22 + b"b\n") * 30
+    started = time.thread_time()
+    alone = FileScanner(compiled)
+    alone.feed(data)
+    alone.close()
+    budget = (time.thread_time() - started) * 2.5
+    calls: list[int] = []
+    real_run = scanner_module.Guard.run
+
+    def counting_run(self: scanner_module.Guard, call: Callable[[float | None], T]) -> T:
+        n = len(calls)
+        calls.append(0)
+
+        def counted(timeout: float | None) -> T:
+            calls[n] += 1
+            return call(timeout)
+
+        return real_run(self, counted)
+
+    monkeypatch.setattr(scanner_module.Guard, "run", counting_run)
+
+    def run(_: int) -> int:
+        fs = FileScanner(compiled, timeout=budget)
+        return len(fs.feed(data) + fs.close())
+
+    pool = FairPool(cores=2, threads=2 + 8)
+    try:
+        futures = [pool.share().submit(run, n) for n in range(8)]
+        assert [f.result() for f in futures] == [0] * 8
+    finally:
+        pool.shutdown()
+    assert len(calls) >= 8 and set(calls) == {1}
