@@ -625,18 +625,22 @@ def test_catastrophic_pattern_stops_once_its_budget_is_spent() -> None:
         fs.close()
 
 
+def cpu_alone(compiled: regex.Pattern[str], data: bytes) -> float:
+    """This thread's CPU seconds to scan `data` as one file, with no budget."""
+    started = time.thread_time()
+    alone = FileScanner(compiled)
+    alone.feed(data)
+    alone.close()
+    return time.thread_time() - started
+
+
 def test_the_budget_is_this_threads_cpu_time() -> None:
     """Four files that each need a good part of their budget pass when matched on four
     threads at once (on fewer cores): another thread's CPU time is not charged to a file,
     though `regex`'s own timeout counts the whole process's (four times as fast here)."""
     compiled = compile_pattern(r"(?:a|aa)+$")
     data = (b"a" * 22 + b"b\n") * 120
-    started = time.thread_time()
-    alone = FileScanner(compiled)
-    alone.feed(data)
-    alone.close()
-    need = time.thread_time() - started  # one file's matching, alone
-    budget = need * 2.5
+    budget = cpu_alone(compiled, data) * 2.5  # one file's matching, alone, and a margin
 
     def run(_: int) -> int:
         fs = FileScanner(compiled, timeout=budget)
@@ -1015,11 +1019,7 @@ def test_parallel_files_within_budget_never_time_out_nor_rerun_a_call(
     times out and no regex call runs twice."""
     compiled = compile_pattern(r"(?:a|aa)+$")
     data = (b"a" * 22 + b"b\n") * 30
-    started = time.thread_time()
-    alone = FileScanner(compiled)
-    alone.feed(data)
-    alone.close()
-    budget = (time.thread_time() - started) * 2.5
+    budget = cpu_alone(compiled, data) * 2.5
     calls: list[int] = []
     real_run = scanner_module.Guard.run
 
