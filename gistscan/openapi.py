@@ -262,6 +262,7 @@ _NOT_BLANK = "[^! \t]"
 def _glob() -> dict[str, Any]:
     return {
         "type": "string",
+        "format": "glob",  # ripgrep's rules (docs/cli.md): a bad one is refused with 400
         "minLength": 1,
         "maxLength": MAX_FILTER_LENGTH,
         "pattern": _NOT_BLANK,

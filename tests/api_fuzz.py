@@ -96,7 +96,8 @@ def main(argv: list[str]) -> int:
             *argv,
         ]  # fmt: skip
         print("api_fuzz:", " ".join(command), file=sys.stderr, flush=True)
-        return subprocess.run(command, cwd=REPO, check=False).returncode
+        hooks = _env(SCHEMATHESIS_HOOKS="tests.st_hooks")  # the `glob` format
+        return subprocess.run(command, cwd=REPO, env=hooks, check=False).returncode
     finally:
         if server is not None:
             _stop(server)
