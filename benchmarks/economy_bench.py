@@ -156,7 +156,8 @@ async def run(profile: Profile, progress: Callable[[str], None]) -> Section:
     await two_replicas(section, scan, spec, twin_spec, progress)
     section.notes += [
         "list 304 = conditional list requests answered Not Modified (free of rate limit);"
-        " raw = raw file downloads; other = any other request.",
+        " raw = raw file downloads; other = any other request but GET /rate_limit (a new"
+        " server asks it once at start; GitHub does not count it).",
         "Two concurrent searches: identical requests in flight at once share one (a"
         " single-flight map keyed by URL), so they cost GitHub what one search does.",
         "TTL 0 (GISTSCAN_CACHE_PAGE_TTL=0) shows a stale page being revalidated rather than"

@@ -163,7 +163,8 @@ class FakeGitHub:
     """GitHub's gist API (`/users/{login}/gists`, `/user/{id}/gists`, `/gists/{id}`) and raw host.
 
     Tests read the counters to assert client behaviour. `requests` counts each request once,
-    under one kind: "list", "list_304", "gist", "gist_304", "raw", "raw_403" or "other".
+    under one kind: "list", "list_304", "gist", "gist_304", "raw", "raw_403", "rate_limit"
+    (GET /rate_limit, which the server asks once at start; GitHub does not count it) or "other".
     `list_served` records list pages answered 200 or 304 (not faults, refusals or 404s).
     The gauges (`in_flight`, `raw_in_flight`) include the latency sleep, so overlapping
     requests show up in `peak_raw_in_flight` even when the bodies are tiny.
@@ -216,6 +217,7 @@ class FakeGitHub:
         self.app.router.add_get("/user/{user_id:[0-9]+}/gists", self._list)
         self.app.router.add_get("/gists/{gist_id}", self._gist)
         self.app.router.add_get("/raw/{login}/{gist_id}/raw/{sha}/{filename}", self._raw_file)
+        self.app.router.add_get("/rate_limit", self._rate_limit)
         self.app.router.add_route("*", "/{tail:.*}", self._other)
 
     # -- setup ---------------------------------------------------------------------------
@@ -509,6 +511,19 @@ class FakeGitHub:
             )
         body = _json_bytes(self._gist_json(self._base(request), *found, full=True))
         return self._ok(request, body, "gist")
+
+    async def _rate_limit(self, request: web.Request) -> web.StreamResponse:
+        """GitHub's GET /rate_limit: the core limit as the headers say it, never spent."""
+        self.requests["rate_limit"] += 1
+        headers = self._rate_headers()
+        core = {
+            "limit": self.rate_limit,
+            "remaining": self.remaining,
+            "used": self.rate_limit - self.remaining,
+            "reset": int(headers["x-ratelimit-reset"]),
+        }
+        body = {"resources": {"core": core}, "rate": core}
+        return web.json_response(body, headers=headers)
 
     async def _other(self, request: web.Request) -> web.StreamResponse:
         self.requests["other"] += 1
