@@ -138,16 +138,15 @@ class Guard:
     `regex`'s own `timeout=` (the only way to stop a call midway) counts the whole process's
     CPU time, which every thread advances; a call stopped before this thread had spent its
     budget would have to run again from its start, its work lost. So a call gets the budget
-    left times `threads()`: the regex calls running in the process as it starts, or the
-    cores when more. While no more calls start, the process clock runs at most that many
-    times faster than this thread's (the cores are shared between the runnable threads), so
-    the call cannot stop before its budget is spent: with at most one call per core (the
-    command line's pool) a call never runs twice. An attempt that backtracks
-    catastrophically alone runs up to `cores` times the budget, and about the budget when
-    others run beside it (a call that finishes past the budget raises ScanTimeout all the
-    same). A call stopped early (more calls started beside it than cores, as on a busy
-    server, or its thread was starved of its share) runs again with twice the allowance,
-    the lost time not charged, at most `RETRIES` times.
+    left times `threads()`: the threads of the process, or the cores when more (a pool may
+    start its threads as work comes, up to one per core). The operating system shares the
+    cores between the runnable threads, so the process clock runs at most that many times
+    faster than this thread's, and the call cannot stop before the budget is spent. The
+    price: one attempt that backtracks catastrophically may run up to that many times the
+    budget when its thread has the cores to itself (a call that finishes past the budget
+    raises ScanTimeout all the same). A call stopped early all the same (its
+    thread starved of its share) runs again with twice the allowance, the lost time not
+    charged, at most `RETRIES` times.
     """
 
     RETRIES = 3
@@ -157,7 +156,7 @@ class Guard:
         timeout: float | None,
         *,
         own_clock: Callable[[], float] = time.thread_time,
-        threads: Callable[[], int] = lambda: max(_Matching.now + 1, os.cpu_count() or 1),
+        threads: Callable[[], int] = lambda: max(threading.active_count(), os.cpu_count() or 1),
     ) -> None:
         self.timeout = timeout
         self.left = timeout if timeout is not None else 0.0
@@ -173,42 +172,25 @@ class Guard:
         Raises ScanTimeout when the budget is spent."""
         if self.timeout is None:
             return call(None)
-        floor = 1.0
+        ratio = float(max(1, self._threads()))
         for retry in range(self.RETRIES + 1):
             if self.left <= 0:
                 raise ScanTimeout("the pattern ran out of its regex time budget")
-            ratio = max(float(self._threads()), floor)
             own = self._own_clock()
             try:
-                with _Matching():
-                    result = call(self.left * ratio * 1.05 + 0.002)
+                result = call(self.left * ratio * 1.05 + 0.002)
             except TimeoutError:
                 own = self._own_clock() - own
                 if own >= 0.9 * self.left or retry == self.RETRIES:
                     self.left = 0.0
                     raise ScanTimeout("the pattern ran out of its regex time budget") from None
-                floor = 2 * ratio  # other threads ran the process clock ahead: not this file's work
+                ratio *= 2  # other threads ran the process clock ahead: not this file's work
                 continue
             self.left -= self._own_clock() - own
             if self.left < 0:  # finished, but past the budget: the pattern is too slow all the same
                 raise ScanTimeout("the pattern ran out of its regex time budget")
             return result
         raise AssertionError("unreachable")
-
-
-class _Matching:
-    """Counts the regex calls running under a `Guard` in the process (`now`)."""
-
-    now = 0
-    _lock = threading.Lock()
-
-    def __enter__(self) -> None:
-        with _Matching._lock:
-            _Matching.now += 1
-
-    def __exit__(self, *exc: object) -> None:
-        with _Matching._lock:
-            _Matching.now -= 1
 
 
 # -- literal search -----------------------------------------------------------------------------
