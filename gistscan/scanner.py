@@ -438,6 +438,7 @@ class Scanner:
         self.plan = plan(pattern)
         self.max_carry = max_carry
         self.overflowed = False
+        self._swept = 0  # where the last sweep of failed attempts (`_sweep`) ended
         self.closed = False
         self.guard = Guard(timeout)
         self._buf = ""
@@ -880,6 +881,8 @@ class Scanner:
     def _trim(self, hits: list[Hit]) -> None:
         """Drop the text no longer needed; past `max_carry`, commit by force and flag it."""
         if self._end - self._keep_for_matching() > self.max_carry:
+            self._sweep()
+        if self._end - self._keep_for_matching() > self.max_carry:
             forced = self._end - self.max_carry
             self.overflowed = True
             if forced > self._pos:
@@ -899,6 +902,28 @@ class Scanner:
                 self._last_stop = -1
             while self._fences and self._fences[0] < keep:
                 self._fences.popleft()
+
+    def _sweep(self) -> None:
+        """Before giving up text to `max_carry`: move `_pos` past the attempts that have
+        failed for good, which the plan's bounds could not vouch for (`"[^"]*",` where no
+        quote follows, `\\{[^}]*\\}x` after its one `{b}`: attempts that end, though nothing
+        in the pattern says where). `regex`'s partial matching finds the leftmost attempt that
+        matches or reaches the end of the text; every attempt before it failed without needing
+        more text. At most once per `max_carry // 2` characters read, so a live attempt that
+        does outgrow `max_carry` costs each character about two more searches, not one per
+        block."""
+        p = self.plan
+        if not p.restartable or p.behind is None or self._end - self._swept < self.max_carry // 2:
+            return
+        self._swept = self._end
+        base = self._base
+        found = self.guard.run(
+            lambda t: self.pattern.search(self._buf, self._pos - base, partial=True, timeout=t)
+        )
+        leftmost = self._end if found is None else found.start() + base
+        if leftmost > self._pos:
+            self._pos = leftmost
+            self._drop_decided_occurrences()
 
     def _keep_for_matching(self) -> int:
         """The oldest offset a later match attempt may examine (its look-behind context)."""
