@@ -425,6 +425,10 @@ class _Line:
     spans: list[tuple[int, int]] = field(default_factory=list)
 
 
+class _OutputFailed(Exception):
+    """Stdout refused a write (a closed pipe, a full disk): the search stops."""
+
+
 class _Printer:
     """Writes a search's events as they come: lines as grep prints them, or NDJSON; errors,
     hints and a summary line on stderr, and a progress line when stderr is a terminal."""
@@ -453,7 +457,7 @@ class _Printer:
         self._text: list[str] = []  # stdout's next write
         self._bytes: list[bytes] = []  # or, with --json, its next write in bytes
         self._flush_soon = False  # a flush of stdout is scheduled
-        self._broken_pipe = False
+        self._write_failed: OSError | None = None  # stdout refused a write
 
     async def run(self) -> int:
         from gistscan.files import FileDone
@@ -480,17 +484,24 @@ class _Printer:
                         self.error(event)
                     elif isinstance(event, Summary):
                         self.summary(event)
-                    if self._broken_pipe:
-                        raise BrokenPipeError
+                    if self._write_failed:
+                        raise _OutputFailed
             self._flush_stdout()
-            if self._broken_pipe:
-                raise BrokenPipeError
-        except BrokenPipeError:
-            # The reader went away (`| head`): stop quietly, as grep and ripgrep do.
+            if self._write_failed:
+                raise _OutputFailed
+        except _OutputFailed:
+            # Nothing more can be written: stop the search, and keep the interpreter's exit
+            # from trying to flush stdout again.
             with contextlib.suppress(OSError):
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, sys.stdout.fileno())
-            return EXIT_MATCH if self.matches else EXIT_NO_MATCH
+            if isinstance(self._write_failed, BrokenPipeError):
+                # The reader went away (`| head`): stop quietly, as grep and ripgrep do.
+                return EXIT_MATCH if self.matches else EXIT_NO_MATCH
+            # A full disk, a closed or unwritable stdout: grep's "write error", status 2.
+            reason = self._write_failed.strerror if self._write_failed else None
+            print(f"gistscan: write error: {reason or 'stdout'}", file=self.err, flush=True)
+            return EXIT_ERROR
         finally:
             if ticker:
                 ticker.cancel()
@@ -526,6 +537,8 @@ class _Printer:
 
     def _flush_stdout(self) -> None:
         self._flush_soon = False
+        if self._write_failed:  # nothing more goes out
+            self._text, self._bytes = [], []
         if not (self._text or self._bytes):
             return
         self.clear_progress()
@@ -537,8 +550,8 @@ class _Printer:
             if data:  # --json, which writes no text
                 self.out.buffer.write(data)
                 self.out.buffer.flush()
-        except BrokenPipeError:  # raised in run(), which stops the search
-            self._broken_pipe = True
+        except OSError as exc:  # raised in run(), which stops the search
+            self._write_failed = exc
 
     def _prefix(self, gist_id: str, filename: str) -> str:
         key = (gist_id, filename)

@@ -449,6 +449,25 @@ async def test_closed_pipe_ends_quietly(fake: FakeGitHub) -> None:
     assert "Traceback" not in err.decode() and "Exception" not in err.decode()
 
 
+@pytest.mark.parametrize("json_out", [False, True])
+async def test_a_full_disk_is_a_write_error(fake: FakeGitHub, json_out: bool) -> None:
+    """`gistscan ... > /dev/full`: grep's "write error", status 2, no traceback; the scan
+    stops (stdout refuses every write, so nothing else could be said)."""
+    fake.add_user("octo", make_gists("octo", 200, 1))
+    extra = ["--json"] if json_out else []
+    with open("/dev/full", "w") as full:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gistscan", *search(fake, "octo", "gist", *extra),
+            stdout=full, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2
+    text = err.decode()
+    assert "gistscan: write error: No space left on device" in text
+    assert "Traceback" not in text and "Exception" not in text
+    assert fake.requests["raw"] < 200  # stopped, not run to the end
+
+
 async def test_ctrl_c_exits_cleanly(make_fake: MakeFake) -> None:
     """SIGINT mid-scan: exit 130, a short message, no traceback."""
     fake = await make_fake(raw_latency=0.5)
