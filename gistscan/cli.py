@@ -739,16 +739,22 @@ def _span(m: Match) -> tuple[int, int]:
 
 
 # Control characters from a gist never reach a terminal raw: escape sequences could
-# clear a screen or forge a line. Tabs are left alone (indentation).
+# clear a screen or forge a line. Tabs are left alone (indentation). Nor do the characters
+# that move text without being seen: Unicode's line and paragraph separators (a new line
+# to some terminals) and its bidirectional controls (Unicode's Bidi_Control property),
+# which can show a name or a line in another order than its bytes ("Trojan Source").
 _ESCAPES = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)] if c != 0x09}
 _ESCAPES |= {0x0A: "\\n", 0x0D: "\\r"}
+_UNSEEN = [0x061C, 0x200E, 0x200F, 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_ESCAPES |= {c: f"\\u{c:04x}" for c in _UNSEEN}
 
 
-_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
 
 def _escape(text: str) -> str:
-    """`text` with control characters shown as ripgrep shows them: `\\x1b`, `\\n`, `\\r`."""
+    """`text` with control characters shown as ripgrep shows them (`\\x1b`, `\\n`, `\\r`),
+    and Unicode's invisible line breaks and direction controls as `\\u2028`, `\\u202e`."""
     return text.translate(_ESCAPES) if _CONTROL.search(text) else text
 
 

@@ -44,7 +44,8 @@ class Run:
 
     @property
     def records(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.out.splitlines()]
+        # NDJSON lines end at "\n" only: a line may hold U+2028, which splitlines() splits on.
+        return [json.loads(line) for line in self.out.split("\n") if line]
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -852,6 +853,29 @@ async def test_escape_sequences_are_shown_escaped_and_cp1252_never_crashes(
         b"aaaa0010/evil\\x1b[2J\\nname.txt:1:deploy \\x1b[31mred\\x1b[0m\\rfake:1:forged\n"
     )
     assert b"\x1b" not in out
+
+
+async def test_invisible_line_breaks_and_direction_controls_are_shown_escaped(
+    fake: FakeGitHub,
+) -> None:
+    """A name with U+202E shows "gnp.exe" as "exe.png"; U+2028 is a new line to some
+    terminals: both kinds (Unicode's Bidi_Control set, line and paragraph separators) print
+    as \\u escapes in names, lines and -o matches; --json keeps the text as it is."""
+    name = "photo\u202egnp.exe"
+    body = "key=1\u2028aaaa0012/forged.txt:1:key=2 \u2066\u200f\u2029 key=3\n".encode()
+    fake.add_user("bidi", [FakeGist("aaaa0012", [FakeFile(name, body)])])
+    run = await gistscan(*search(fake, "bidi", "key=\\d"))
+    assert run.code == 0
+    assert run.out == (
+        "aaaa0012/photo\\u202egnp.exe:1:"
+        "key=1\\u2028aaaa0012/forged.txt:1:key=2 \\u2066\\u200f\\u2029 key=3\n"
+    )
+    only = await gistscan(*search(fake, "bidi", "key=1.", "-o"))
+    assert only.out == "aaaa0012/photo\\u202egnp.exe:1:key=1\\u2028\n"
+    as_json = await gistscan(*search(fake, "bidi", "key=1", "--json"))
+    assert [(r["filename"], r["line"]) for r in as_json.records if r["type"] == "match"] == [
+        (name, body.decode().rstrip("\n"))
+    ]
 
 
 async def test_stderr_replaces_what_it_cannot_encode_as_stdout_does(fake: FakeGitHub) -> None:
