@@ -456,12 +456,11 @@ async def test_a_full_disk_is_a_write_error(fake: FakeGitHub, json_out: bool) ->
     stops (stdout refuses every write, so nothing else could be said)."""
     fake.add_user("octo", make_gists("octo", 200, 1))
     extra = ["--json"] if json_out else []
-    with open("/dev/full", "w") as full:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gistscan", *search(fake, "octo", "gist", *extra),
-            stdout=full, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    cmd = shlex.join([sys.executable, "-m", "gistscan", *search(fake, "octo", "gist", *extra)])
+    proc = await asyncio.create_subprocess_exec(
+        "bash", "-c", f"{cmd} > /dev/full", stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2
     text = err.decode()
     assert "gistscan: write error: No space left on device" in text
