@@ -59,6 +59,19 @@ class Plan:
       `ab` in `Kab` but `Kab` in `xKab`), so they are searched again only from the end of
       a match, or from an attempt the whole-text search made and found failing (there the
       first attempt's narrower choice fails too, and the attempts after it are ordinary).
+    - `tail`: (head stops, tail ends) for a pattern that ends with a greedy, unbounded
+      repeat of one character class C (`KEY\\s*=\\s*\\S+`, `Bearer\\s+\\S+`): the head (all
+      before the repeat) consumes none of the head stops, C none of the tail ends (both
+      ASCII). The repeat ends the pattern, so the engine never backtracks out of it: an
+      attempt starting at p examines nothing past the first tail end at or after the first
+      head stop at or after p, plus `PEEK`. None when the pattern has no such shape.
+    - `partial_safe`: every item consumes (characters, classes, greedy or possessive repeats,
+      groups, alternations; no assertion, look-around, lazy repeat, back-reference or fuzzy
+      item). Then `regex`'s partial search is trusted where it finds no match, or only a
+      partial one: an attempt before that start fails whatever text follows. Where it finds
+      a complete match, it says nothing of the attempts before it (`ab+c|b` on `zab` gives
+      the complete `b`, not the live `ab`), and with assertions or lazy repeats even its
+      partial answers can skip a live attempt (measured: `a\\B`, `[ab](?:[^a]\\b){2,}`).
     """
 
     width: int | None
@@ -71,6 +84,8 @@ class Plan:
     lead: int | None = None
     restartable: bool = True
     full_fold: bool = False
+    tail: tuple[str, str] | None = None
+    partial_safe: bool = False
 
     @property
     def line_local(self) -> bool:
@@ -190,7 +205,61 @@ def plan(pattern: regex.Pattern[str]) -> Plan:
     nodes = _walk(tree)
     restartable = not any(isinstance(node, core.Fuzzy) for node in nodes)
     full_fold = any(getattr(node, "case_flags", 0) & core.FULLCASE for node in nodes)
-    return Plan(width, consumed, behind, stops, fence, literals, fold, lead, restartable, full_fold)
+    tail = _tail(tree, walker) if restartable else None
+    partial_safe = all(type(node).__name__ in _CONSUMING for node in nodes)
+    return Plan(
+        width,
+        consumed,
+        behind,
+        stops,
+        fence,
+        literals,
+        fold,
+        lead,
+        restartable,
+        full_fold,
+        tail,
+        partial_safe,
+    )
+
+
+# Nodes that only consume (Plan.partial_safe), as `regex`'s parser names them.
+_CONSUMING = {
+    *("Sequence", "Branch", "Group", "Atomic", "GreedyRepeat", "PossessiveRepeat"),
+    *("Character", "String", "Literal", "Any", "AnyAll", "AnyU", "Property", "Range"),
+    *("SetUnion", "SetInter", "SetDiff", "SetSymDiff"),
+}
+
+
+_CLASS_NODES = ("Character", "Any", "AnyAll", "AnyU")
+
+
+def _tail(tree: Any, walker: _Walker) -> tuple[str, str] | None:
+    """Plan.tail: (head stops, tail ends) when the pattern is a sequence whose last item is
+    a greedy (or possessive) repeat with no upper bound of one character class, else None."""
+    node = tree
+    while type(node).__name__ == "Group":
+        node = node.subpattern
+    if type(node).__name__ != "Sequence" or len(node.items) < 2:
+        return None
+    end = node.items[-1]
+    if type(end).__name__ not in ("GreedyRepeat", "PossessiveRepeat") or end.max_count is not None:
+        return None
+    leaf = end.subpattern
+    one_class = type(leaf).__name__ in _CLASS_NODES or isinstance(
+        leaf, core.SetBase | core.Property | core.Range
+    )
+    if not one_class or getattr(leaf, "zerowidth", False) or leaf.max_width() != 1:
+        return None
+    behind, groups = walker.behind, dict(walker.groups)
+    try:
+        head = walker.node(core.Sequence(node.items[:-1]))
+        repeated = walker.node(leaf)
+    finally:
+        walker.behind, walker.groups = behind, groups
+    head_stops = "".join(chr(c) for c in ASCII if head.counts[c] == 0)
+    tail_ends = "".join(chr(c) for c in ASCII if repeated.counts[c] == 0)
+    return (head_stops, tail_ends) if head_stops and tail_ends else None
 
 
 def _final_character(tree: Any, walker: _Walker) -> str | None:

@@ -20,6 +20,11 @@ matches that start before `h`, and resumes at `max(h, end of the last one)`. The
 - fence (c, n): an attempt examines nothing past the n-th c after its start (for
   `"token":\\s*"[^"]*"`, the fourth quote), so attempts starting at or before the n-th last
   c are decided;
+- tail (head stops, tail ends): a pattern ending with a greedy unbounded repeat of one class
+  (`KEY\\s*=\\s*\\S+`) is never backtracked out of that repeat, so an attempt examines
+  nothing past the first tail end (whitespace, for `\\S+`) after the first head stop after
+  its start; attempts starting at or before the last head stop before the last tail end are
+  decided;
 - none of them: nothing is decided before the end of the file; the text is kept whole, up to
   `max_carry` characters. Beyond that the oldest text is committed as it stands and dropped,
   and the file is flagged `overflowed` (its matches may then differ from the whole-file ones).
@@ -417,7 +422,8 @@ class Scanner:
       (a match's `line` may need up to `LINE_CUT` characters after it).
     - `_seen`: the stops and fences (see the module docstring) before it are known:
       `_last_stop` is the last stop before it (-1 when none), `_fences` the last n fence
-      characters. Only characters at least `PEEK` before `_end` are looked at.
+      characters, `_last_tail_end` the last of the plan's tail ends (-1 when none). Only
+      characters at least `PEEK` before `_end` are looked at.
     - `_occ`: the literal occurrences at or after `_pos` found so far: all those lying
       whole in the text, so all those starting before `_occ_from` (prefilter only).
     - Kept text: look-behind context before `_pos`, the start of `_pos`'s line (at most
@@ -456,6 +462,12 @@ class Scanner:
         self._stop_back_bytes = _class_regex_bytes(p.stops)
         self._fence_n = p.fence[1] if p.fence else 0
         self._fences: deque[int] = deque(maxlen=max(1, self._fence_n))
+        self._last_tail_end = -1
+        head_stops, tail_ends = p.tail or ("", "")
+        self._head_stop_re = _class_regex(head_stops)
+        self._head_stop_back = _class_regex(head_stops, reverse=True)
+        self._tail_end_re = _class_regex(tail_ends)
+        self._tail_end_back = _class_regex(tail_ends, reverse=True)
         # The prefilter needs to know where a match containing an occurrence can start.
         usable = (
             p.literals
@@ -569,6 +581,7 @@ class Scanner:
         self._occ_from = first
         self._seen = keep
         self._last_stop = -1
+        self._last_tail_end = -1
         self._fences.clear()
         return True
 
@@ -629,6 +642,10 @@ class Scanner:
                 found.append(base + i)
                 hi = i
             self._fences.extend(reversed(found))
+        if self._tail_end_back is not None:
+            m = self._tail_end_back.search(self._buf, lo - base, top - base)
+            if m is not None:
+                self._last_tail_end = base + m.start()
         self._seen = top
 
     def _horizon(self) -> tuple[int, int] | None:
@@ -647,6 +664,16 @@ class Scanner:
             candidate = (self._fences[0] + 1, self._fences[-1] + PEEK + 1)
             if best is None or candidate[0] > best[0]:
                 best = candidate
+        end = self._last_tail_end
+        if self._head_stop_back is not None and end >= self._pos:
+            # An attempt at or before the last head stop z before `end` reaches its first
+            # head stop by z, and the tail end after that by `end`.
+            base = self._base
+            m = self._head_stop_back.search(self._buf, self._pos - base, end - base + 1)
+            if m is not None:
+                candidate = (m.start() + base + 1, end + PEEK + 1)
+                if best is None or candidate[0] > best[0]:
+                    best = candidate
         return best
 
     def _commit(self, horizon: int, limit: int) -> None:
@@ -697,6 +724,12 @@ class Scanner:
             first = m.start() + base
             if first >= horizon:
                 break
+            if len(windows) >= 16 and (first - self._pos) < len(windows) * _SPARSE:
+                # Dense matches: a regex call per window costs more than one search of the
+                # whole text. So for the rest of the file.
+                self._superset = None
+                self._commit(horizon, limit)
+                return
             last = min(m.end() - 1 + base, horizon - 1)
             bound = self._window_bound(last)
             stop = limit if bound is None else min(bound, limit)
@@ -795,6 +828,13 @@ class Scanner:
                     break
             else:
                 bounds.append(j + base + PEEK + 1)
+        if not bounds and self._head_stop_re is not None and self._tail_end_re is not None:
+            # Only where nothing cheaper bounds the window: any bound is exact.
+            m = self._head_stop_re.search(self._buf, i - base, top - base)
+            if m is not None:
+                m = self._tail_end_re.search(self._buf, m.start(), top - base)
+                if m is not None:
+                    bounds.append(m.start() + base + PEEK + 1)
         return min(bounds) if bounds else None
 
     def _search_windows(
@@ -900,6 +940,8 @@ class Scanner:
             self._seen = max(self._seen, keep)
             if self._last_stop < keep:
                 self._last_stop = -1
+            if self._last_tail_end < keep:
+                self._last_tail_end = -1
             while self._fences and self._fences[0] < keep:
                 self._fences.popleft()
 
@@ -907,22 +949,34 @@ class Scanner:
         """Before giving up text to `max_carry`: move `_pos` past the attempts that have
         failed for good, which the plan's bounds could not vouch for (`"[^"]*",` where no
         quote follows, `\\{[^}]*\\}x` after its one `{b}`: attempts that end, though nothing
-        in the pattern says where). `regex`'s partial matching finds the leftmost attempt that
-        matches or reaches the end of the text; every attempt before it failed without needing
-        more text. At most once per `max_carry // 2` characters read, so a live attempt that
-        does outgrow `max_carry` costs each character about two more searches, not one per
-        block."""
+        in the pattern says where). For a pattern whose items all consume
+        (`Plan.partial_safe`), `regex`'s partial search finds the leftmost attempt that
+        reaches the end of the text when it finds no complete match; every attempt before it
+        failed without needing more text. A complete match at q hides the live attempts
+        before it, so the text before q is searched again, alone: an attempt that went
+        past q now reaches its end. At most once per `max_carry // 2` characters read, so a
+        live attempt that does outgrow `max_carry` costs each character a few more
+        searches, not a few per block."""
         p = self.plan
-        if not p.restartable or p.behind is None or self._end - self._swept < self.max_carry // 2:
+        if not p.partial_safe or p.behind is None or self._end - self._swept < self.max_carry // 2:
             return
         self._swept = self._end
         base = self._base
-        found = self.guard.run(
-            lambda t: self.pattern.search(self._buf, self._pos - base, partial=True, timeout=t)
-        )
-        leftmost = self._end if found is None else found.start() + base
-        if leftmost > self._pos:
-            self._pos = leftmost
+        pos = self._pos - base
+        leftmost = None
+        end = len(self._buf)
+        for _ in range(_SWEEP_SEARCHES):
+
+            def search(timeout: float | None, end: int = end) -> Any:
+                return self.pattern.search(self._buf, pos, end, partial=True, timeout=timeout)
+
+            found = self.guard.run(search)
+            if found is None or found.partial or found.start() == pos:
+                leftmost = end if found is None else found.start()
+                break
+            end = found.start()  # a complete match: the attempts before it, alone
+        if leftmost is not None and leftmost > pos:
+            self._pos = leftmost + base
             self._drop_decided_occurrences()
 
     def _keep_for_matching(self) -> int:
@@ -959,6 +1013,13 @@ class Scanner:
 
 
 Match = tuple[int, int, str]
+# The RE2 superset (Scanner._commit_superset) pays while its matches are sparser than one per
+# this many characters (measured: `\\d+` costs the same either way at one match per ~1,600
+# characters, three times more through windows at one per 100).
+_SPARSE = 1024
+# Partial searches of one sweep (Scanner._sweep), each on the text before the last one's
+# complete match: when they all find one, the sweep gives up (exact, only less economical).
+_SWEEP_SEARCHES = 4
 
 
 @functools.lru_cache(maxsize=64)  # built for every file, once per pattern

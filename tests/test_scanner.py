@@ -125,6 +125,9 @@ PATTERNS = [
     r"(?m:^)a",
     r".{3}",
     r"\r",
+    r"a\s*=\s*\S+",
+    r"(ab|x)\s+[^a]+",
+    r"b\w*\s[^\n]*",
 ]
 
 ALPHABET = "ab \nx@.cAZ01é\r€"
@@ -324,6 +327,38 @@ def test_property_random_patterns(pattern: str, text: str, chunk: int) -> None:
     got, overflowed = scan(compiled, data, chunk)
     assert not overflowed
     assert got == oracle(compiled, data)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pattern=random_patterns,
+    text=st.text(alphabet="ab x\né.@1", max_size=300),
+    chunk=st.integers(min_value=1, max_value=40),
+    max_carry=st.integers(min_value=8, max_value=64),
+)
+# regex's partial search gave a complete match past a live attempt (found by a fuzzer)
+@example(
+    pattern=r"\s*=\ba[^x]*",
+    text="a\n xé=é;éa \n=é=\n=aba\tx \t b\n\tx=a\ta1xx=éx11abé=\t;xbx\n; ;\t\n"
+    "= = x\tax\t=b;=béba\t1\n",
+    chunk=17,
+    max_carry=8,
+)
+def test_property_a_small_carry_is_exact_or_flagged(
+    pattern: str, text: str, chunk: int, max_carry: int
+) -> None:
+    """With a carry of a few dozen characters, random patterns either overflow (flagged) or
+    give the whole-text answer: the text let go before max_carry is reached (the plan's
+    bounds, the partial-search sweep of failed attempts) never held a live attempt."""
+    try:
+        compiled = compile_pattern(pattern)
+    except Exception:
+        assume(False)
+        raise
+    data = text.encode()
+    got, overflowed = scan(compiled, data, chunk, max_carry=max_carry)
+    if not overflowed:
+        assert got == oracle(compiled, data)
 
 
 @settings(max_examples=150, deadline=None)
@@ -788,6 +823,23 @@ def test_re2_superset_filter_is_used_for_patterns_without_literals() -> None:
     assert Scanner(compile_pattern(r"a*"))._superset is None  # matches the empty string
 
 
+def test_dense_superset_matches_give_way_to_one_search() -> None:
+    """Where the RE2 superset matches more than once per ~1,000 characters, a regex call per
+    window costs more than one search: the file goes on without the filter, exact all the
+    same; a sparse file keeps it."""
+    pytest.importorskip("re2")
+    compiled = compile_pattern(r"\d+")
+    for every, kept in ((3, False), (4000, True)):
+        data = "\n".join("word " * (every // 5) + str(n) for n in range(400)).encode()
+        fs = FileScanner(compiled)
+        hits = [h for i in range(0, len(data), 4096) for h in fs.feed(data[i : i + 4096])]
+        hits += fs.close()
+        assert [(h.start, h.end, h.line_number) for h in hits] == [
+            (s, e, n) for s, e, n, *_ in oracle(compiled, data)
+        ]
+        assert (fs.scanner._superset is not None) is kept
+
+
 # -- QA defects: optional pieces before a literal, fuzzy widths, the budget under parallelism --
 
 # A literal with an optional piece before it (lead > 0), so a window around an occurrence
@@ -1083,3 +1135,89 @@ def test_a_live_attempt_longer_than_max_carry_still_overflows() -> None:
     data = ("{" + "filler words here\n" * 400 + "}x\n").encode()
     _, overflowed = scan(compiled, data, 4096, max_carry=2000, block=1)
     assert overflowed
+
+
+def test_plan_tail_is_read_only_from_a_final_unbounded_repeat_of_one_class() -> None:
+    """Plan.tail: the head's stops and the repeated class's ends, for patterns ending with
+    C+, C*, C{n,} (greedy or possessive); None where the engine may backtrack out of the end
+    or nothing ends it."""
+    head_stops, tail_ends = plan(compile_pattern(r"KEY\s*=\s*\S+")).tail or ("", "")
+    assert "K" not in head_stops and " " not in head_stops and "=" not in head_stops
+    assert "a" in head_stops and ";" in head_stops
+    assert sorted(tail_ends) == sorted(" \t\n\r\x0b\x0c")
+    for pattern in [r"Bearer\s+\S+", r"(k\s*=\s*\S*)", r"k=\s*\S{2,}", r"k=\s*\S++"]:
+        assert plan(compile_pattern(pattern)).tail is not None, pattern
+    for pattern in [
+        r"\S+",  # nothing before it: its own stops serve
+        r"k=\S+$",  # something after it
+        r"k=\S+?",  # lazy
+        r"k=\S{1,9}",  # bounded
+        r"k=(?:\S\s)+",  # not one class
+        r"k=\S+|x",  # an alternation
+        r"(?s)k.*",  # a class refusing nothing
+        r"(?:k=\S+){e<=1}",  # fuzzy
+        r"[\s\S]*=\S+",  # a head refusing nothing
+    ]:
+        assert plan(compile_pattern(pattern)).tail is None, pattern
+
+
+_TAIL_TOKENS = st.sampled_from(
+    ["KEY", "=", " ", "  ", "\t", "\n", "Bearer", "abc", "9", ";", "é", "key", ":", '"']
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pattern_and_match=st.sampled_from(
+        [
+            (r"KEY\s*=\s*\S+", "KEY =  v1"),
+            (r"Bearer\s+\S+", "Bearer\tt0k"),
+            (r"(?i)key\s*[:=]\s*[^\s;]+", "Key:x"),
+            (r'"\s*:\s*\S*', '"a": 1'),
+        ]
+    ),
+    unit=st.lists(_TAIL_TOKENS, min_size=1, max_size=12),
+    at=st.integers(min_value=0, max_value=12),
+    repeat=st.integers(min_value=1, max_value=3000),
+    pieces=st.lists(st.integers(min_value=1, max_value=9000), min_size=1, max_size=3),
+    block=st.sampled_from([1, 4096, 65536]),
+    prefilter=st.booleans(),
+)
+def test_property_a_final_unbounded_class_ends_attempts_on_long_lines(
+    pattern_and_match: tuple[str, str],
+    unit: list[str],
+    at: int,
+    repeat: int,
+    pieces: list[int],
+    block: int,
+    prefilter: bool,
+) -> None:
+    """Text up to ~100 KB (one line when the tokens hold no newline) holding a match every
+    few tokens, where matches and the rest of the pattern's runs stay short (a space every
+    few tokens) but `\\s` and `\\S` together consume anything: with a max_carry of 1,000,
+    the whole-text answer and no carry_overflow."""
+    pattern, match = pattern_and_match
+    unit.insert(at, f" {match} ")
+    data = (("".join(unit) + " ") * repeat).encode()
+    compiled = compile_pattern(pattern)
+    got, overflowed = scan_scanner_v2(
+        compiled, data, pieces, block=block, prefilter=prefilter, max_carry=1000
+    )
+    assert not overflowed
+    assert got == oracle(compiled, data)
+
+
+@pytest.mark.parametrize("pattern", [r"KEY\s*=\s*\S+", r"Bearer\s+\S+"])
+def test_secret_patterns_ending_in_a_class_run_on_one_long_line(pattern: str) -> None:
+    """`KEY\\s*=\\s*\\S+` and `Bearer\\s+\\S+` over one 2 MB line of words: the whole-text
+    matches, no carry_overflow, at the default and at a 2,000-character max_carry."""
+    rng = random.Random(5)
+    words = ["foo", "bar;", "x=1,", "{a:1}", '"s"', "KEY =  v1", "Bearer  t0k"]
+    line = " ".join(rng.choice(words) if i % 50 else rng.choice(words[-2:]) for i in range(250_000))
+    data = (line + "\n").encode()
+    compiled = compile_pattern(pattern)
+    expected = oracle(compiled, data)
+    assert len(expected) > 1000
+    for max_carry, chunk in ((1 << 20, 65536), (2000, 7000)):
+        got, overflowed = scan(compiled, data, chunk, max_carry=max_carry)
+        assert not overflowed and got == expected
