@@ -671,11 +671,17 @@ class _Printer:
             and self.progress.gists == 0
             and "answered" not in e.message  # GitHub was reached: a status, not the network
         ):
-            hint = (
-                f"GitHub could not be reached at {self.settings.api_url}/users/"
-                f"{self.query.username}/gists; check the network, DNS or proxy (HTTPS_PROXY),"
-                " or set another API root with --api-url or GISTSCAN_API_URL"
-            )
+            url = f"{self.settings.api_url}/users/{self.query.username}/gists"
+            if "answer within" in e.message:  # connected, or trying to, but no answer came
+                hint = (
+                    f"GitHub did not answer in time at {url}; check the network or proxy"
+                    " (HTTPS_PROXY), or allow more time with GISTSCAN_REQUEST_TIMEOUT"
+                )
+            else:
+                hint = (
+                    f"GitHub could not be reached at {url}; check the network, DNS or proxy"
+                    " (HTTPS_PROXY), or set another API root with --api-url or GISTSCAN_API_URL"
+                )
         if hint is not None and e.code not in self._hinted:
             self._hinted.add(e.code)
             self.clear_progress()

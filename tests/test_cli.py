@@ -1013,6 +1013,23 @@ async def test_unreachable_github_gets_a_hint_naming_the_url_and_setting() -> No
     assert "--api-url" in hint and "GISTSCAN_API_URL" in hint
 
 
+async def test_a_silent_github_gets_a_hint_about_time_not_reachability() -> None:
+    """The API root accepts connections and never answers: the hint says it did not answer
+    in time and names GISTSCAN_REQUEST_TIMEOUT, not "could not be reached"."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)  # the kernel accepts connections; nothing ever answers
+        port = sock.getsockname()[1]
+        run = await gistscan(
+            "search", "octo", "x", "--api-url", f"http://127.0.0.1:{port}", "--retries", "0",
+            env={"GISTSCAN_REQUEST_TIMEOUT": "0.5"},
+        )  # fmt: skip
+    assert run.code == 2 and "upstream_error" in run.err
+    hint = next(line for line in run.err.splitlines() if "hint" in line)
+    assert f"did not answer in time at http://127.0.0.1:{port}/users/octo/gists" in hint
+    assert "GISTSCAN_REQUEST_TIMEOUT" in hint and "could not be reached" not in hint
+
+
 async def test_settings_come_from_the_environment_and_flags_win(fake: FakeGitHub) -> None:
     """GISTSCAN_API_URL points search at the fake; a bad GISTSCAN_* is one line, exit 2."""
     fake.add_user("octo", [FakeGist("g1", [FakeFile("a.txt", b"hello\n")])])
