@@ -88,6 +88,16 @@ def assert_exact(pattern: str, data: bytes, **kw: object) -> None:
         assert got == expected, f"pattern {pattern!r}, chunk {chunk}"
 
 
+def compiled_or_rejected(pattern: str, ignore_case: bool = False) -> regex.Pattern[str]:
+    """The pattern compiled as the CLI compiles it; a generated pattern it refuses is
+    rejected as an example (hypothesis draws another)."""
+    try:
+        return compile_pattern(pattern, ignore_case=ignore_case)
+    except UsageError:
+        assume(False)
+        raise
+
+
 PATTERNS = [
     r"import requests",
     r"foo",
@@ -318,11 +328,7 @@ random_patterns = st.recursive(_atoms, _combine, max_leaves=6)
 )
 def test_property_random_patterns(pattern: str, text: str, chunk: int) -> None:
     """Random patterns (look-arounds, repeats, newline-crossing) match as on the whole text."""
-    try:
-        compiled = compile_pattern(pattern)
-    except Exception:
-        assume(False)
-        raise
+    compiled = compiled_or_rejected(pattern)
     data = text.encode()
     got, overflowed = scan(compiled, data, chunk)
     assert not overflowed
@@ -350,11 +356,7 @@ def test_property_a_small_carry_is_exact_or_flagged(
     """With a carry of a few dozen characters, random patterns either overflow (flagged) or
     give the whole-text answer: the text let go before max_carry is reached (the plan's
     bounds, the partial-search sweep of failed attempts) never held a live attempt."""
-    try:
-        compiled = compile_pattern(pattern)
-    except Exception:
-        assume(False)
-        raise
+    compiled = compiled_or_rejected(pattern)
     data = text.encode()
     got, overflowed = scan(compiled, data, chunk, max_carry=max_carry)
     if not overflowed:
@@ -803,11 +805,7 @@ def test_property_re2_superset_filter_on_ascii_text(
 ) -> None:
     """On pure-ASCII text, patterns without literals run regex only where their RE2
     superset matched (when google-re2 is installed): the whole-text answer all the same."""
-    try:
-        compiled = compile_pattern(pattern, ignore_case=ignore_case)
-    except UsageError:
-        assume(False)
-        raise
+    compiled = compiled_or_rejected(pattern, ignore_case=ignore_case)
     data = text.encode()
     got, overflowed = scan_scanner_v2(compiled, data, pieces, block=block, prefilter=True)
     assert not overflowed
@@ -908,11 +906,7 @@ def test_property_optional_and_non_ascii_pieces(
 ) -> None:
     """Optional, lazy and empty-able pieces, non-ASCII literals and classes, anchors: with
     the prefilter on, the whole-text hits (span, line, column, line text, match)."""
-    try:
-        compiled = compile_pattern(pattern)
-    except Exception:
-        assume(False)
-        raise
+    compiled = compiled_or_rejected(pattern)
     data = text.encode()
     got, overflowed = scan(compiled, data, chunk, block=block)
     assert not overflowed
