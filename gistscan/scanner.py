@@ -468,6 +468,14 @@ class Scanner:
         self._head_stop_back = _class_regex(head_stops, reverse=True)
         self._tail_end_re = _class_regex(tail_ends)
         self._tail_end_back = _class_regex(tail_ends, reverse=True)
+        # Where windows start and end (`_window_start`, `_window_bound`): asked for one
+        # occurrence after another, so each character is searched about once per commit, not
+        # once per occurrence (a long line of occurrences with no stop was quadratic).
+        self._stop_before = _Behind(self._stop_back)
+        self._stop_after = _Ahead(_finder(self._stop_re))
+        self._fence_after = _Ahead(_finder(p.fence[0] if p.fence else None))
+        self._head_stop_after = _Ahead(_finder(self._head_stop_re))
+        self._tail_end_after = _Ahead(_finder(self._tail_end_re))
         # The prefilter needs to know where a match containing an occurrence can start.
         usable = (
             p.literals
@@ -803,8 +811,8 @@ class Scanner:
         if lead is not None:
             return max(self._pos, i - lead)
         assert self._stop_back is not None  # the prefilter needs a lead or stops
-        back = self._stop_back.search(self._buf, self._pos - self._base, i - self._base)
-        return self._pos if back is None else back.start() + self._base + 1
+        back = self._stop_before.last(self._buf, self._base, self._pos, i)
+        return self._pos if back < 0 else back + 1
 
     def _window_bound(self, i: int) -> int | None:
         """An end (exclusive) of what every attempt starting at or before `i` examines, when
@@ -815,26 +823,21 @@ class Scanner:
         if p.width is not None and i + p.width <= self._end:
             return i + p.width  # seldom beaten, and free
         bounds = []
-        if self._stop_re is not None:
-            m = self._stop_re.search(self._buf, i - base, top - base)
-            if m is not None:
-                bounds.append(m.start() + base + PEEK + 1)
+        buf = self._buf
+        j = self._stop_after.nth(buf, base, i, top, 1)
+        if j >= 0:
+            bounds.append(j + PEEK + 1)
         if p.fence is not None:
-            c, n = p.fence
-            j = i - base - 1
-            for _ in range(n):
-                j = self._buf.find(c, j + 1, top - base)
-                if j < 0:
-                    break
-            else:
-                bounds.append(j + base + PEEK + 1)
-        if not bounds and self._head_stop_re is not None and self._tail_end_re is not None:
+            j = self._fence_after.nth(buf, base, i, top, p.fence[1])
+            if j >= 0:
+                bounds.append(j + PEEK + 1)
+        if not bounds and p.tail is not None:
             # Only where nothing cheaper bounds the window: any bound is exact.
-            m = self._head_stop_re.search(self._buf, i - base, top - base)
-            if m is not None:
-                m = self._tail_end_re.search(self._buf, m.start(), top - base)
-                if m is not None:
-                    bounds.append(m.start() + base + PEEK + 1)
+            j = self._head_stop_after.nth(buf, base, i, top, 1)
+            if j >= 0:
+                j = self._tail_end_after.nth(buf, base, j, top, 1)
+                if j >= 0:
+                    bounds.append(j + PEEK + 1)
         return min(bounds) if bounds else None
 
     def _search_windows(
@@ -1013,6 +1016,88 @@ class Scanner:
 
 
 Match = tuple[int, int, str]
+Find = Callable[[str, int, int], int]
+
+
+def _finder(what: regex.Pattern[str] | str | None) -> Find | None:
+    """find(text, start, end): the index of the first character of a class (a pattern of one
+    character) or the first occurrence of a string in text[start:end], else -1."""
+    if what is None:
+        return None
+    if isinstance(what, str):
+        string = what
+
+        def find_string(text: str, start: int, end: int) -> int:
+            return text.find(string, start, end)
+
+        return find_string
+    pattern = what
+
+    def find(text: str, start: int, end: int) -> int:
+        m = pattern.search(text, start, end)
+        return -1 if m is None else m.start()
+
+    return find
+
+
+class _Ahead:
+    """The n-th position of something at or after a point, for points that move forward:
+    what was found is kept (`_at`: every position in [`_lo`, `_hi`), absolute), so each
+    character is searched about once. A point behind `_lo` or past `_hi` starts afresh."""
+
+    __slots__ = ("_at", "_find", "_hi", "_lo")
+
+    def __init__(self, find: Find | None) -> None:
+        self._find = find
+        self._at: deque[int] = deque()
+        self._lo = self._hi = -1
+
+    def nth(self, text: str, base: int, i: int, top: int, n: int) -> int:
+        """Absolute position of the n-th occurrence at or after `i` and before `top` in
+        `text` (which starts at `base`), or -1."""
+        if self._find is None:
+            return -1
+        at = self._at
+        if not self._lo <= i <= self._hi:
+            at.clear()
+            self._hi = i
+        while at and at[0] < i:
+            at.popleft()
+        self._lo = i
+        while len(at) < n and self._hi < top:
+            j = self._find(text, self._hi - base, top - base)
+            if j < 0:
+                self._hi = top
+                break
+            at.append(base + j)
+            self._hi = base + j + 1
+        return at[n - 1] if len(at) >= n else -1
+
+
+class _Behind:
+    """The last position of a class in [lo, i), for a fixed lo and points i that move
+    forward: only the text since the last point is searched."""
+
+    __slots__ = ("_back", "_hi", "_last", "_lo")
+
+    def __init__(self, back: regex.Pattern[str] | None) -> None:
+        self._back = back  # the class, searching backwards
+        self._lo = self._hi = self._last = -1
+
+    def last(self, text: str, base: int, lo: int, i: int) -> int:
+        if self._back is None:
+            return -1
+        if lo == self._lo and self._hi <= i:
+            start = self._hi  # the last one before it is known
+        else:
+            start, self._last = lo, -1
+        m = self._back.search(text, start - base, i - base)
+        if m is not None:
+            self._last = base + m.start()
+        self._lo, self._hi = lo, i
+        return self._last
+
+
 # The RE2 superset (Scanner._commit_superset) pays while its matches are sparser than one per
 # this many characters (measured: `\\d+` costs the same either way at one match per ~1,600
 # characters, three times more through windows at one per 100).

@@ -6,7 +6,7 @@ import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 import regex
@@ -1215,3 +1215,41 @@ def test_secret_patterns_ending_in_a_class_run_on_one_long_line(pattern: str) ->
     for max_carry, chunk in ((1 << 20, 65536), (2000, 7000)):
         got, overflowed = scan(compiled, data, chunk, max_carry=max_carry)
         assert not overflowed and got == expected
+
+
+@pytest.mark.parametrize("pattern", [r"k\d+=v\d+;", r"\w+=\w+;", r"[a-z]\d+=[a-z]\d+;"])
+def test_window_ends_are_looked_for_once_per_character_on_a_long_line(pattern: str) -> None:
+    """One 300 KB line of `k0=v0;k1=v1;...`, where no character stops an attempt: finding
+    where the windows around the 20,000 occurrences start and end reads each character a
+    few times, not once per occurrence (it was quadratic: minutes for a megabyte)."""
+    data = ("".join(f"k{n}=v{n};" for n in range(30_000))).encode()
+    compiled = compile_pattern(pattern)
+    fs = FileScanner(compiled)
+    scanner = fs.scanner
+    read = [0]
+
+    class Counting:
+        def __init__(self, pattern: regex.Pattern[str]) -> None:
+            self.pattern = pattern
+
+        def search(self, text: str, start: int, end: int) -> object:
+            read[0] += max(0, end - start)
+            return self.pattern.search(text, start, end)
+
+    for cursor in (scanner._stop_after, scanner._fence_after, scanner._tail_end_after):
+        find = cursor._find
+        if find is not None:
+
+            def counted(text: str, start: int, end: int, find: Any = find) -> int:
+                found = find(text, start, end)
+                read[0] += (end if found < 0 else found + 1) - start
+                return int(found)
+
+            cursor._find = counted
+    if scanner._stop_before._back is not None:
+        scanner._stop_before._back = Counting(scanner._stop_before._back)  # type: ignore[assignment]
+    hits = [h for i in range(0, len(data), 65536) for h in fs.feed(data[i : i + 65536])]
+    hits += fs.close()
+    assert [(h.start, h.end) for h in hits] == [m.span() for m in compiled.finditer(data.decode())]
+    assert not fs.overflowed
+    assert read[0] <= 4 * len(data)
