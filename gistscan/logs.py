@@ -6,7 +6,7 @@ a request is handled also has that request's `request_id`; structured fields pas
 one readable line for a terminal.
 
 What is never logged (the README's "Operating gistscan" promises it): a search pattern (a
-search names its pattern by `pattern_sha256`, a short hash), a query string, a request
+search names its pattern by `pattern_hash`, a short keyed hash), a query string, a request
 body, a token. Callers log route templates, not raw paths with their queries, and only the
 fields they choose.
 """
@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import hmac
 import logging
 import re
+import secrets
 import sys
 import uuid
 from contextvars import ContextVar
@@ -42,9 +44,16 @@ def request_id(given: str | None) -> str:
     return uuid.uuid4().hex
 
 
+# A key of this process's own: the same pattern gets the same name in one server's logs, yet
+# nobody holding the logs can check a guess (a pattern is often the very secret searched for).
+_PATTERN_KEY = secrets.token_bytes(32)
+
+
 def pattern_hash(pattern: str) -> str:
-    """How logs name a pattern: the first 12 hex digits of its SHA-256 (never the text)."""
-    return hashlib.sha256(pattern.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    """How logs name a pattern (never by its text): the first 12 hex digits of its
+    HMAC-SHA256 under a random key made when the process starts."""
+    data = pattern.encode("utf-8", "surrogatepass")
+    return hmac.new(_PATTERN_KEY, data, hashlib.sha256).hexdigest()[:12]
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:

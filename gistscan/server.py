@@ -934,7 +934,7 @@ class _Run:
                     "outcome": self.outcome,
                     "stream": self.stream,
                     "username": self.query.username,
-                    "pattern_sha256": logs.pattern_hash(self.query.pattern),
+                    "pattern_hash": logs.pattern_hash(self.query.pattern),
                     "gists": p.gists,
                     "files": p.files,
                     "skipped": p.skipped,

@@ -182,8 +182,12 @@ async def test_log_is_json_lines_with_request_ids_and_no_secrets(fake: FakeGitHu
     first, second = searches
     assert first["request_id"] == "req-get-1" and second["request_id"] == made_up
     assert first["outcome"] == "complete" and first["matches"] == 6 and first["files"] == 6
-    assert first["pattern_sha256"] == hashlib.sha256(pattern.encode()).hexdigest()[:12]
-    assert second["pattern_sha256"] == hashlib.sha256(body_pattern.encode()).hexdigest()[:12]
+    # Named by a keyed hash: 12 hex digits, one per pattern, not its plain SHA-256 (which
+    # anyone could check a guess against).
+    hashes = [first["pattern_hash"], second["pattern_hash"]]
+    assert all(len(h) == 12 and int(h, 16) >= 0 for h in hashes) and hashes[0] != hashes[1]
+    plain = hashlib.sha256(pattern.encode()).hexdigest()
+    assert not any(plain.startswith(h) for h in hashes)
     assert first["upstream_api_requests"] == 1 and first["upstream_raw_requests"] == 6
     assert second["upstream_raw_requests"] == 0  # every raw file was in the cache by then
 
@@ -336,3 +340,20 @@ async def test_unreachable_github_is_a_friendly_hint() -> None:
         assert f"{dead}/rate_limit" in hint["message"] and "GISTSCAN_API_URL" in hint["message"]
         async with aiohttp.ClientSession() as http, http.get(f"{served.url}/readyz") as resp:
             assert resp.status == 200
+
+
+def test_a_pattern_is_named_alike_within_a_process_and_unlike_across_processes() -> None:
+    """pattern_hash: the same pattern, the same name in one process's logs; another process
+    (another key) names it otherwise, so a name cannot be checked against a guess."""
+    import subprocess
+
+    from gistscan import logs
+
+    secret = "AKIAABCDEFGHIJKLMNOP"
+    mine = logs.pattern_hash(secret)
+    assert mine == logs.pattern_hash(secret) and mine != logs.pattern_hash(secret + "Q")
+    code = f"from gistscan import logs; print(logs.pattern_hash({secret!r}))"
+    theirs = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert len(theirs) == 12 and theirs != mine
