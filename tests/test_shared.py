@@ -31,11 +31,13 @@ Stores = Callable[..., SharedStore]
 
 @pytest.fixture
 async def stores(redis_server: RedisServer) -> AsyncIterator[Stores]:
-    """Make `SharedStore`s on the test's Redis (quick timeouts); all closed afterwards."""
+    """Make `SharedStore`s on the test's Redis; all closed afterwards. Its commands may take
+    up to 2 s (a loaded CI machine can take more than the default 0.25 s, which the code
+    rightly takes for an outage): the tests of a slow Redis set their own timeout."""
     made: list[SharedStore] = []
 
     def make(**options: Any) -> SharedStore:
-        options = {"key_prefix": "t:", "timeout": 0.2, "retry_interval": 0.2, **options}
+        options = {"key_prefix": "t:", "timeout": 2.0, "retry_interval": 0.2, **options}
         store = SharedStore(redis_server.url, **options)
         made.append(store)
         return store
