@@ -755,7 +755,7 @@ _UNSEEN = [0x061C, 0x200E, 0x200F, 0x2028, 0x2029, *range(0x202A, 0x202F), *rang
 _ESCAPES |= {c: f"\\u{c:04x}" for c in _UNSEEN}
 
 
-_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+_CONTROL = re.compile("[" + "".join(re.escape(chr(c)) for c in _ESCAPES) + "]")
 
 
 def _escape(text: str) -> str:

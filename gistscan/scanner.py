@@ -457,25 +457,22 @@ class Scanner:
         p = self.plan
         self._seen = 0
         self._last_stop = -1
-        self._stop_re = _class_regex(p.stops)
         self._stop_back = _class_regex(p.stops, reverse=True)
         self._stop_back_bytes = _class_regex_bytes(p.stops)
         self._fence_n = p.fence[1] if p.fence else 0
         self._fences: deque[int] = deque(maxlen=max(1, self._fence_n))
         self._last_tail_end = -1
         head_stops, tail_ends = p.tail or ("", "")
-        self._head_stop_re = _class_regex(head_stops)
         self._head_stop_back = _class_regex(head_stops, reverse=True)
-        self._tail_end_re = _class_regex(tail_ends)
         self._tail_end_back = _class_regex(tail_ends, reverse=True)
         # Where windows start and end (`_window_start`, `_window_bound`): asked for one
         # occurrence after another, so each character is searched about once per commit, not
         # once per occurrence (a long line of occurrences with no stop was quadratic).
         self._stop_before = _Behind(self._stop_back)
-        self._stop_after = _Ahead(_finder(self._stop_re))
-        self._fence_after = _Ahead(_finder(p.fence[0] if p.fence else None))
-        self._head_stop_after = _Ahead(_finder(self._head_stop_re))
-        self._tail_end_after = _Ahead(_finder(self._tail_end_re))
+        self._stop_after = _Ahead(_class_regex(p.stops))
+        self._fence_after = _Ahead(_class_regex(p.fence[0] if p.fence else ""))
+        self._head_stop_after = _Ahead(_class_regex(head_stops))
+        self._tail_end_after = _Ahead(_class_regex(tail_ends))
         # The prefilter needs to know where a match containing an occurrence can start.
         usable = (
             p.literals
@@ -1016,46 +1013,24 @@ class Scanner:
 
 
 Match = tuple[int, int, str]
-Find = Callable[[str, int, int], int]
-
-
-def _finder(what: regex.Pattern[str] | str | None) -> Find | None:
-    """find(text, start, end): the index of the first character of a class (a pattern of one
-    character) or the first occurrence of a string in text[start:end], else -1."""
-    if what is None:
-        return None
-    if isinstance(what, str):
-        string = what
-
-        def find_string(text: str, start: int, end: int) -> int:
-            return text.find(string, start, end)
-
-        return find_string
-    pattern = what
-
-    def find(text: str, start: int, end: int) -> int:
-        m = pattern.search(text, start, end)
-        return -1 if m is None else m.start()
-
-    return find
 
 
 class _Ahead:
-    """The n-th position of something at or after a point, for points that move forward:
+    """The n-th position of a class at or after a point, for points that move forward:
     what was found is kept (`_at`: every position in [`_lo`, `_hi`), absolute), so each
     character is searched about once. A point behind `_lo` or past `_hi` starts afresh."""
 
-    __slots__ = ("_at", "_find", "_hi", "_lo")
+    __slots__ = ("_at", "_class", "_hi", "_lo")
 
-    def __init__(self, find: Find | None) -> None:
-        self._find = find
+    def __init__(self, chars: regex.Pattern[str] | None) -> None:
+        self._class = chars  # one character of the class (`_class_regex`)
         self._at: deque[int] = deque()
         self._lo = self._hi = -1
 
     def nth(self, text: str, base: int, i: int, top: int, n: int) -> int:
         """Absolute position of the n-th occurrence at or after `i` and before `top` in
         `text` (which starts at `base`), or -1."""
-        if self._find is None:
+        if self._class is None:
             return -1
         at = self._at
         if not self._lo <= i <= self._hi:
@@ -1065,12 +1040,12 @@ class _Ahead:
             at.popleft()
         self._lo = i
         while len(at) < n and self._hi < top:
-            j = self._find(text, self._hi - base, top - base)
-            if j < 0:
+            m = self._class.search(text, self._hi - base, top - base)
+            if m is None:
                 self._hi = top
                 break
-            at.append(base + j)
-            self._hi = base + j + 1
+            at.append(base + m.start())
+            self._hi = at[-1] + 1
         return at[n - 1] if len(at) >= n else -1
 
 

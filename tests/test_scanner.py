@@ -1229,25 +1229,24 @@ def test_window_ends_are_looked_for_once_per_character_on_a_long_line(pattern: s
     read = [0]
 
     class Counting:
-        def __init__(self, pattern: regex.Pattern[str]) -> None:
-            self.pattern = pattern
+        """A class pattern that counts the characters its searches read: forwards, up to
+        what it finds; backwards, the whole range searched."""
 
-        def search(self, text: str, start: int, end: int) -> object:
-            read[0] += max(0, end - start)
-            return self.pattern.search(text, start, end)
+        def __init__(self, pattern: regex.Pattern[str], forwards: bool) -> None:
+            self.pattern, self.forwards = pattern, forwards
+
+        def search(self, text: str, start: int, end: int) -> Any:
+            m = self.pattern.search(text, start, end)
+            stop = m.start() + 1 if self.forwards and m is not None else end
+            read[0] += max(0, stop - start)
+            return m
 
     for cursor in (scanner._stop_after, scanner._fence_after, scanner._tail_end_after):
-        find = cursor._find
-        if find is not None:
-
-            def counted(text: str, start: int, end: int, find: Any = find) -> int:
-                found = find(text, start, end)
-                read[0] += (end if found < 0 else found + 1) - start
-                return int(found)
-
-            cursor._find = counted
+        if cursor._class is not None:
+            cursor._class = Counting(cursor._class, forwards=True)  # type: ignore[assignment]
     if scanner._stop_before._back is not None:
-        scanner._stop_before._back = Counting(scanner._stop_before._back)  # type: ignore[assignment]
+        counting = Counting(scanner._stop_before._back, forwards=False)
+        scanner._stop_before._back = counting  # type: ignore[assignment]
     hits = [h for i in range(0, len(data), 65536) for h in fs.feed(data[i : i + 65536])]
     hits += fs.close()
     assert [(h.start, h.end) for h in hits] == [m.span() for m in compiled.finditer(data.decode())]
